@@ -1,0 +1,3 @@
+from vistra.cli.main import main
+
+main()

@@ -1,0 +1,193 @@
+"""Per-sample records passed between transforms, models and metrics.
+
+Field names follow OpenMMLab's (``gt_label``, ``pred_label``, ``pred_score``, ``gt_sem_seg``,
+``pred_sem_seg``, ``seg_logits``) so that metrics and hooks written for MMPretrain or
+MMSegmentation port unchanged. Metrics receive ``DataSample.to_dict()`` output, exactly as
+MMEngine's evaluator hands them, so ``data_sample['pred_sem_seg']['data']`` works.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class PixelData:
+    """A per-pixel map (``data`` is a ``(C, H, W)`` tensor) plus its metainfo."""
+
+    def __init__(self, data: torch.Tensor | np.ndarray | None = None, **metainfo: Any) -> None:
+        self.metainfo: dict[str, Any] = dict(metainfo)
+        if data is not None:
+            self.data = data
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self._data
+
+    @data.setter
+    def data(self, value: torch.Tensor | np.ndarray) -> None:
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if value.ndim == 2:
+            value = value[None]
+        if value.ndim != 3:
+            raise ValueError(f"PixelData.data must be (H, W) or (C, H, W), got shape {tuple(value.shape)}")
+        self._data = value
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self._data.shape[-2:])  # type: ignore[return-value]
+
+    def to(self, *args: Any, **kwargs: Any) -> PixelData:
+        return PixelData(self._data.to(*args, **kwargs), **self.metainfo)
+
+    def cpu(self) -> PixelData:
+        return PixelData(self._data.cpu(), **self.metainfo)
+
+    def numpy(self) -> np.ndarray:
+        return self._data.detach().cpu().numpy()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metainfo, "data": self._data}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data if key == "data" else self.metainfo[key]
+
+    def __repr__(self) -> str:
+        return f"PixelData(shape={tuple(self._data.shape)}, dtype={self._data.dtype})"
+
+
+class DataSample:
+    """Annotations and predictions of one sample.
+
+    ``metainfo`` holds what describes the sample (``img_path``, ``ori_shape``, ``img_shape``,
+    ``scale_factor``, ``flip``, ...); every other attribute is a data field. Fields can be
+    read as attributes or items, as in OpenMMLab's ``BaseDataElement``.
+    """
+
+    def __init__(self, *, metainfo: dict[str, Any] | None = None, **fields: Any) -> None:
+        object.__setattr__(self, "_metainfo", dict(metainfo or {}))
+        object.__setattr__(self, "_fields", {})
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    # --------------------------------------------------------------- metainfo
+    @property
+    def metainfo(self) -> dict[str, Any]:
+        return self._metainfo
+
+    def set_metainfo(self, metainfo: dict[str, Any]) -> DataSample:
+        self._metainfo.update(metainfo)
+        return self
+
+    # --------------------------------------------------------------- fields
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        elif name in self._metainfo:
+            self._metainfo[name] = value
+        else:
+            self._fields[name] = value
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__.get("_fields", {})
+        if name in fields:
+            return fields[name]
+        metainfo = self.__dict__.get("_metainfo", {})
+        if name in metainfo:
+            return metainfo[name]
+        raise AttributeError(f"DataSample has no field {name!r}; fields: {sorted(fields)}")
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._fields:
+            del self._fields[name]
+        elif name in self._metainfo:
+            del self._metainfo[name]
+        else:
+            raise AttributeError(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._fields or name in self._metainfo
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name) if name in self else default
+
+    def keys(self) -> list[str]:
+        return list(self._fields)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._fields.items())
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name in self._fields:
+            return self._fields.pop(name)
+        if default:
+            return default[0]
+        raise KeyError(name)
+
+    # --------------------------------------------------------------- OpenMMLab helpers
+    def set_gt_label(self, value: int | Sequence[int] | torch.Tensor | np.ndarray) -> DataSample:
+        self.gt_label = _as_label(value)
+        return self
+
+    def set_gt_score(self, value: torch.Tensor) -> DataSample:
+        self.gt_score = torch.as_tensor(value)
+        return self
+
+    def set_pred_label(self, value: int | Sequence[int] | torch.Tensor | np.ndarray) -> DataSample:
+        self.pred_label = _as_label(value)
+        return self
+
+    def set_pred_score(self, value: torch.Tensor) -> DataSample:
+        self.pred_score = torch.as_tensor(value)
+        return self
+
+    # --------------------------------------------------------------- conversion
+    def to(self, *args: Any, **kwargs: Any) -> DataSample:
+        out = self.new()
+        for key, value in self._fields.items():
+            out._fields[key] = value.to(*args, **kwargs) if hasattr(value, "to") else value
+        return out
+
+    def cpu(self) -> DataSample:
+        return self.to("cpu")
+
+    def new(self) -> DataSample:
+        return DataSample(metainfo=copy.deepcopy(self._metainfo))
+
+    def clone(self) -> DataSample:
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Metainfo and fields in one plain dict; nested records become dicts too."""
+        out = dict(self._metainfo)
+        for key, value in self._fields.items():
+            out[key] = value.to_dict() if hasattr(value, "to_dict") else value
+        return out
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_brief(v)}" for k, v in self._fields.items())
+        return f"DataSample({fields}, metainfo keys={sorted(self._metainfo)})"
+
+
+def _as_label(value: int | Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.reshape(-1) if value.ndim == 0 else value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value).reshape(-1)
+    if isinstance(value, (int, np.integer)):
+        return torch.tensor([int(value)])
+    return torch.as_tensor(list(value), dtype=torch.long)
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"Tensor{tuple(value.shape)}"
+    return repr(value)
