@@ -1,3 +1,3 @@
 from vistra.cli.main import main
 
-main()
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Argument pieces and error reporting shared by the train and test front-ends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vistra.config import CfgOptionsAction, Config, ConfigError
+
+
+class UsageError(ValueError):
+    """A flag combination or value that cannot work; reported as one line."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work-dir",
+        "--work_dir",
+        dest="work_dir",
+        help="where logs and checkpoints go (default ./work_dirs/<config name>)",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default=None,
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. model.backbone.depth=101; repeatable",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["none", "pytorch", "slurm", "mpi"],
+        default="none",
+        help="how the processes were started",
+    )
+    parser.add_argument(
+        "--local-rank",
+        "--local_rank",
+        dest="local_rank",
+        type=int,
+        default=0,
+        help="set by old launchers; LOCAL_RANK is used when set",
+    )
+    parser.add_argument("--no-pin-memory", action="store_true", help="do not pin dataloader memory")
+
+
+def load_config(path: str, work_dir: str | None, launcher: str) -> Config:
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = "0"
+    return cfg
+
+
+def set_dataloader_defaults(
+    cfg: Config, no_pin_memory: bool, no_persistent_workers: bool = False
+) -> None:
+    """MMPretrain's tools set pin_memory and persistent_workers on every dataloader."""
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if cfg.get(key) is None:
+            continue
+        loader = {"pin_memory": True, "persistent_workers": True, **cfg[key]}
+        if no_pin_memory:
+            loader["pin_memory"] = False
+        if no_persistent_workers:
+            loader["persistent_workers"] = False
+        cfg[key] = loader
+
+
+def run_reporting_errors(fn: Callable[[], Any]) -> int:
+    """Run a command; a user error becomes one clear line on stderr and exit code 2."""
+    from vistra.registry import RegistryError
+
+    user_errors: tuple[type[BaseException], ...] = (
+        ConfigError,
+        RegistryError,
+        FileNotFoundError,
+        UsageError,
+    )
+    try:
+        from vistra.dist.launch import LaunchError
+        from vistra.engine.checkpoint import CheckpointError
+
+        user_errors += (CheckpointError, LaunchError)
+    except ImportError:
+        pass
+    try:
+        fn()
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

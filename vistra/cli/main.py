@@ -1,0 +1,47 @@
+"""``vistra <command>``: train, test, print-config."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "train": "vistra.cli.train",
+    "test": "vistra.cli.test",
+    "print-config": "vistra.cli.print_config",
+}
+
+USAGE = """usage: vistra <command> [args]
+
+commands:
+  train CONFIG [flags]            train a model (vistra train -h for the flags)
+  test CONFIG CHECKPOINT [flags]  test a checkpoint
+  print-config CONFIG [flags]     print the merged config
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        import vistra
+
+        print(f"vistra {vistra.__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        from vistra.registry import did_you_mean
+
+        print(
+            f"error: unknown command {command!r}.{did_you_mean(command, list(COMMANDS))}\n\n{USAGE}",
+            file=sys.stderr,
+        )
+        return 2
+    return importlib.import_module(COMMANDS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

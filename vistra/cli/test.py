@@ -1,0 +1,136 @@
+"""``vistra test CONFIG CHECKPOINT``: the flags of MMPretrain/MMSegmentation's tools/test.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vistra.cli.common import (
+    UsageError,
+    add_common_arguments,
+    load_config,
+    run_reporting_errors,
+    set_dataloader_defaults,
+)
+from vistra.config import Config
+
+FILE_SUFFIXES = (".pkl", ".pickle", ".json", ".yaml", ".yml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vistra test", description="Test a checkpoint on a config's test set."
+    )
+    p.add_argument("config", help="config file (.py/.json/.yaml)")
+    p.add_argument("checkpoint", help="checkpoint file or http(s) URL")
+    add_common_arguments(p)
+    p.add_argument(
+        "--out",
+        help="predictions/metrics file (.pkl/.json/.yaml), or a directory of per-image PNGs (segmentation)",
+    )
+    p.add_argument(
+        "--out-item",
+        choices=["pred", "metrics"],
+        default=None,
+        help="what --out holds (default pred)",
+    )
+    p.add_argument("--show", action="store_true", help="show predictions in a window")
+    p.add_argument(
+        "--show-dir",
+        help="write prediction images here (relative paths go under the run's log dir)",
+    )
+    p.add_argument("--interval", type=int, default=1, help="draw every N-th sample")
+    p.add_argument("--wait-time", type=float, default=2.0, help="seconds each shown image stays up")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation (tta_model / tta_pipeline in the config)",
+    )
+    p.add_argument("--amp", action="store_true", help="mixed-precision inference")
+    return p
+
+
+def out_kind(out: str | None, out_item: str | None) -> str | None:
+    """'file' or 'dir' for --out, with clear errors for what cannot work."""
+    if out is None:
+        if out_item is not None:
+            raise UsageError("--out-item needs --out PATH")
+        return None
+    suffix = Path(out).suffix.lower()
+    if suffix in FILE_SUFFIXES:
+        return "file"
+    if suffix:
+        raise UsageError(
+            f"--out {out}: unsupported extension {suffix!r}; use one of {', '.join(FILE_SUFFIXES)} or a directory (no extension) for per-image PNGs"
+        )
+    if out_item == "metrics":
+        raise UsageError(
+            f"--out {out} is a directory; --out-item metrics needs a .json/.yaml/.pkl file"
+        )
+    return "dir"
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg = {**(cfg.get("test_cfg") or {}), "fp16": True}
+    if args.show or args.show_dir:
+        hooks = dict(cfg.get("default_hooks") or {})
+        vis = dict(hooks.get("visualization") or dict(type="VisualizationHook"))
+        vis.update(
+            enable=True,
+            show=args.show,
+            wait_time=args.wait_time,
+            out_dir=args.show_dir,
+            interval=args.interval,
+        )
+        if vis.get("type", "").endswith("SegVisualizationHook"):
+            vis["draw"] = True
+        hooks["visualization"] = vis
+        cfg.default_hooks = hooks
+    if args.tta:
+        if cfg.get("tta_model") is None or cfg.get("tta_pipeline") is None:
+            raise UsageError("--tta needs tta_model and tta_pipeline in the config")
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.model = {**cfg.tta_model, "module": cfg.model}
+    kind = out_kind(args.out, args.out_item)
+    if kind == "dir":
+        evaluator = cfg.test_evaluator
+        metrics = evaluator if isinstance(evaluator, list) else [evaluator]
+        iou = [m for m in metrics if str(m.get("type", "")).endswith("IoUMetric")]
+        if not iou:
+            raise UsageError(
+                f"--out {args.out} (a directory of prediction PNGs) needs a segmentation test_evaluator (IoUMetric)"
+            )
+        for m in iou:
+            m["output_dir"] = args.out
+    elif kind == "file" and args.out_item in (None, "pred"):
+        extra = dict(type="DumpResults", out_file_path=args.out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = (list(evaluator) if isinstance(evaluator, list) else [evaluator]) + [
+            extra
+        ]
+    set_dataloader_defaults(cfg, args.no_pin_memory)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> None:
+        from vistra.engine.runner import Runner
+        from vistra.evaluation.dump import dump_file, to_plain
+
+        cfg = merge_args(load_config(args.config, args.work_dir, args.launcher), args)
+        runner = Runner.from_config(cfg)
+        metrics = runner.test()
+        if args.out and args.out_item == "metrics" and runner.rank == 0:
+            dump_file(to_plain(metrics), args.out)
+
+    return run_reporting_errors(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

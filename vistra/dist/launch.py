@@ -1,0 +1,170 @@
+"""Process-group set-up from ``--launcher`` and the environment.
+
+``init_dist`` returns a :class:`DistInfo` record; nothing else in vistra reads launcher
+environment variables. The engine is torch.distributed: torchrun, Slurm's srun or mpirun
+start the processes, this module only reads what they set.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+import subprocess
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+logger = logging.getLogger("vistra")
+
+LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    launcher: str = "none"
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 or self.launcher != "none"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class LaunchError(RuntimeError):
+    """A launcher, port or environment problem, with the variable to fix."""
+
+
+def cuda_usable() -> bool:
+    """CUDA present and not hidden with ``CUDA_VISIBLE_DEVICES=-1`` (or empty)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("-1", ""):
+        return False
+    return torch.cuda.is_available()
+
+
+def init_dist(
+    launcher: str = "none",
+    backend: str | None = None,
+    port: int | None = None,
+    timeout: int | float | datetime.timedelta | None = None,
+) -> DistInfo:
+    """Read rank/world size for ``launcher``, pick the device, join the process group."""
+    if launcher not in LAUNCHERS:
+        raise LaunchError(f"--launcher {launcher!r} is not one of {', '.join(LAUNCHERS)}")
+    use_cuda = cuda_usable()
+    if launcher == "none":
+        device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        return DistInfo(device=device)
+
+    rank, world_size, local_rank = _read_env(launcher, port)
+    backend = _choose_backend(backend, use_cuda)
+    device = (
+        torch.device("cuda", local_rank % torch.cuda.device_count())
+        if use_cuda
+        else torch.device("cpu")
+    )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not torch_dist.is_initialized():
+        kwargs = {}
+        if timeout is not None:
+            kwargs["timeout"] = (
+                timeout
+                if isinstance(timeout, datetime.timedelta)
+                else datetime.timedelta(seconds=timeout)
+            )
+        torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
+    return DistInfo(rank, world_size, local_rank, device, launcher, backend)
+
+
+def _choose_backend(backend: str | None, use_cuda: bool) -> str:
+    if backend is None:
+        return "nccl" if use_cuda else "gloo"
+    if backend == "nccl" and not use_cuda:
+        warnings.warn(
+            "dist backend 'nccl' needs CUDA; this run is on CPU, so 'gloo' is used instead",
+            stacklevel=2,
+        )
+        return "gloo"
+    return backend
+
+
+def _read_env(launcher: str, port: int | None) -> tuple[int, int, int]:
+    env = os.environ
+    if launcher == "pytorch":
+        missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in env]
+        if missing:
+            raise LaunchError(
+                f"--launcher pytorch expects torchrun's environment; {', '.join(missing)} unset. "
+                "Start with tools/dist_train.sh or torchrun --nproc-per-node N"
+            )
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    if launcher == "slurm":
+        try:
+            rank, world_size = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+            local_rank, nodelist = int(env["SLURM_LOCALID"]), env["SLURM_NODELIST"]
+        except KeyError as exc:
+            raise LaunchError(
+                f"--launcher slurm expects srun's environment; {exc.args[0]} unset"
+            ) from None
+        os.environ.setdefault("MASTER_ADDR", _first_slurm_host(nodelist))
+        if port is not None:
+            os.environ["MASTER_PORT"] = str(port)
+        os.environ.setdefault("MASTER_PORT", "29500")
+        return rank, world_size, local_rank
+    # mpi: OpenMPI's variables, else MPICH/Intel's PMI_*
+    if "OMPI_COMM_WORLD_RANK" in env:
+        rank, world_size = int(env["OMPI_COMM_WORLD_RANK"]), int(env["OMPI_COMM_WORLD_SIZE"])
+        local_rank = int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0))
+    elif "PMI_RANK" in env:
+        rank, world_size = int(env["PMI_RANK"]), int(env["PMI_SIZE"])
+        local_rank = int(env.get("MPI_LOCALRANKID", env.get("PMI_LOCAL_RANK", 0)))
+    else:
+        raise LaunchError(
+            "--launcher mpi expects mpirun's environment (OMPI_COMM_WORLD_* or PMI_*)"
+        )
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if port is not None:
+        os.environ["MASTER_PORT"] = str(port)
+    os.environ.setdefault("MASTER_PORT", "29500")
+    return rank, world_size, local_rank
+
+
+def _first_slurm_host(nodelist: str) -> str:
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return nodelist.split(",")[0].split("[")[0]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def destroy_dist() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
