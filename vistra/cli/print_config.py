@@ -1,0 +1,69 @@
+"""``vistra print-config CONFIG [--cfg-options ...] [--json]``: show the merged config.
+
+Prints the config after ``_base_`` inheritance, placeholders and ``--cfg-options`` as
+Python (reloadable) or as JSON (tuples become lists). A bad config is one line on
+stderr and exit code 2. torch is never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vistra.config import CfgOptionsAction, Config, ConfigError
+from vistra.config.formats import dump_json
+
+PROG = "vistra print-config"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vistra print-config``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Print a config after _base_ inheritance, placeholders and --cfg-options.",
+    )
+    parser.add_argument("config", help="config file (.py, .json, .yaml or .yml)")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. model.backbone.depth=101 "
+        'train_dataloader.batch_size=8 "model.data_preprocessor.mean=[0,0,0]"',
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of Python (tuples become lists)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code (2 for a bad config or bad flags)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed its message (or --help)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        cfg = Config.fromfile(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        text = dump_json(cfg.to_dict()) if args.json else cfg.pretty_text
+    except ConfigError as e:
+        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `vistra print-config ... | head`: the reader is gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
