@@ -108,7 +108,7 @@ class Runner:
         )
         if not self.dist.is_main:
             vis_cfg["vis_backends"] = []  # only rank 0 writes
-        vis_cfg.setdefault("save_dir", str(Path(self.log_dir) / "vis_data"))
+        vis_cfg.setdefault("save_dir", self.log_dir)  # backends write to <log_dir>/vis_data
         return VISUALIZERS.build(vis_cfg, key_path="visualizer")
 
     def _dataloader(self, key: str) -> Any:
@@ -144,13 +144,15 @@ class Runner:
         self.optim_wrapper = build_optim_wrapper(self.model, optim_cfg)
         self.train_loop = B.build_train_loop(self.cfg["train_cfg"], self, train_loader)
         scheduler_cfg = self.cfg.get("param_scheduler")
-        self.param_schedulers = (
-            build_param_schedulers(
-                scheduler_cfg, self.optim_wrapper, epoch_length=len(train_loader)
+        self.param_schedulers = []
+        if scheduler_cfg:
+            self.param_schedulers = build_param_schedulers(
+                scheduler_cfg,
+                self.optim_wrapper,
+                epoch_length=len(train_loader),
+                max_epochs=self.train_loop.max_epochs,
+                max_iters=self.train_loop.max_iters,
             )
-            if scheduler_cfg
-            else []
-        )
         if self.cfg.get("val_dataloader") is not None:
             self.val_loop = self._build_eval("val")
         _set_dataset_meta(self, train_loader)

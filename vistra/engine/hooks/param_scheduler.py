@@ -34,8 +34,9 @@ class ParamSchedulerHook(Hook):
                 scheduler.step()
 
     def after_train_epoch(self, runner: Any) -> None:
+        # ReduceOnPlateau-style schedulers count epochs with a plain step() too (MMEngine)
         for scheduler in _all_schedulers(runner):
-            if scheduler.by_epoch and not _needs_metrics(scheduler):
+            if scheduler.by_epoch:
                 scheduler.step()
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
