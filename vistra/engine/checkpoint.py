@@ -227,17 +227,18 @@ def load_state_dict(
     report = LoadReport(source=source, target=type(model).__name__)
     fitting = {}
     for key, value in state_dict.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif isinstance(value, torch.Tensor) and value.shape != own[key].shape:
+        if key in own and isinstance(value, torch.Tensor) and value.shape != own[key].shape:
             report.mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
         else:
+            # keys the model lacks still go to torch: a module's _load_from_state_dict may
+            # rename them (older checkpoint layouts); torch reports what stays unexpected
             fitting[key] = value
     result = model.load_state_dict(fitting, strict=False)
-    report.missing = [
-        k for k in result.missing_keys if k not in {m for m, _, _ in report.mismatched}
-    ]
-    report.loaded = [k for k in fitting if k not in result.unexpected_keys]
+    mismatched = {m for m, _, _ in report.mismatched}
+    report.missing = [k for k in result.missing_keys if k not in mismatched]
+    report.unexpected = list(result.unexpected_keys)
+    loaded = set(own) - set(result.missing_keys)
+    report.loaded = [k for k in own if k in loaded]
     return report
 
 

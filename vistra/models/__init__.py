@@ -1,1 +1,11 @@
-"""models."""
+"""Models: layers, backbones, necks, heads, losses, classifiers and data preprocessors.
+
+Importing this package registers every model component in ``MODELS`` (and the weight
+initialisers in ``WEIGHT_INITIALIZERS``).
+"""
+
+from vistra.data import preprocessor  # data preprocessors are registered in MODELS
+from vistra.models import backbones, classifiers, heads, init, layers, losses, necks, utils
+from vistra.models.classifiers import ImageClassifier
+
+__all__ = ["ImageClassifier"]

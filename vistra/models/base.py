@@ -49,12 +49,22 @@ class BaseModule(nn.Module):
         others = [c for c in cfgs if c.get("type") != "Pretrained"]
         if others:
             initialize(self, others)
-        for child in self.children():
-            if hasattr(child, "init_weights") and not getattr(child, "is_init", False):
-                child.init_weights()
+        _init_children(self)
         if pretrained:
             initialize(self, pretrained)
         self._is_init = True
+
+
+def _init_children(module: nn.Module) -> None:
+    """Initialise every child that can initialise itself. Plain containers
+    (``nn.ModuleList``, ``nn.Sequential``) are looked through, as MMEngine's own container
+    classes are BaseModules that pass the call on."""
+    for child in module.children():
+        if hasattr(child, "init_weights"):
+            if not getattr(child, "is_init", False):
+                child.init_weights()
+        else:
+            _init_children(child)
 
 
 def _as_list(cfg: dict | list[dict] | None) -> list[dict]:
@@ -116,7 +126,9 @@ def parse_losses(losses: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]
         elif isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
             log_vars[name] = sum(v.mean() for v in value)  # type: ignore[assignment]
         else:
-            raise TypeError(f"loss '{name}' must be a tensor or a list of tensors, got {type(value).__name__}")
+            raise TypeError(
+                f"loss '{name}' must be a tensor or a list of tensors, got {type(value).__name__}"
+            )
     loss_terms = [v for k, v in log_vars.items() if "loss" in k]
     if not loss_terms:
         raise ValueError(f"the model returned no entry with 'loss' in its name: {sorted(losses)}")
