@@ -20,7 +20,9 @@ from vistra.engine.checkpoint import (
 
 
 def test_atomic_save_leaves_no_temp_files_and_loads_weights_only(tmp_path):
-    path = save_checkpoint({"state_dict": {"w": torch.ones(2)}, "meta": {"epoch": 1}}, tmp_path / "epoch_1.pth")
+    path = save_checkpoint(
+        {"state_dict": {"w": torch.ones(2)}, "meta": {"epoch": 1}}, tmp_path / "epoch_1.pth"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pth"]
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["meta"]["epoch"] == 1
@@ -36,7 +38,9 @@ def test_killed_write_keeps_previous_checkpoint(tmp_path):
         "print('start', flush=True)\n"
         "save_checkpoint({'state_dict': {'w': torch.ones(60_000_000)}}, sys.argv[1])\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "start"
     # wait until the temp file appears, then kill
     deadline = time.time() + 30
@@ -93,7 +97,10 @@ def test_load_report_lists_every_kind_of_key():
 
 def test_load_pretrained_with_prefix(tmp_path):
     src = nn.Sequential(nn.Linear(2, 2))
-    torch.save({"state_dict": {f"module.backbone.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "p.pth")
+    torch.save(
+        {"state_dict": {f"module.backbone.{k}": v for k, v in src.state_dict().items()}},
+        tmp_path / "p.pth",
+    )
     dst = nn.Sequential(nn.Linear(2, 2))
     report = load_pretrained(dst, str(tmp_path / "p.pth"), prefix="backbone.")
     assert not report.unset and torch.equal(dst[0].weight, src[0].weight)

@@ -88,18 +88,28 @@ def run_reporting_errors(fn: Callable[[], Any]) -> int:
         UsageError,
     )
     try:
+        from vistra.data.errors import DataError
         from vistra.dist.launch import LaunchError
         from vistra.engine.checkpoint import CheckpointError
 
-        user_errors += (CheckpointError, LaunchError)
+        user_errors += (CheckpointError, LaunchError, DataError)
     except ImportError:
         pass
     try:
         fn()
     except user_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_last_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _last_line(exc: BaseException) -> str:
+    """The message; for an error re-raised from a dataloader worker, its original last line."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        return lines[-1].split(": ", 1)[-1] if lines else text
+    return text

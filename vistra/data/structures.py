@@ -35,7 +35,9 @@ class PixelData:
         if value.ndim == 2:
             value = value[None]
         if value.ndim != 3:
-            raise ValueError(f"PixelData.data must be (H, W) or (C, H, W), got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"PixelData.data must be (H, W) or (C, H, W), got shape {tuple(value.shape)}"
+            )
         self._data = value
 
     @property

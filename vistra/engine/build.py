@@ -73,6 +73,35 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every rank's RNG states, indexed by rank (a one-element list outside a process group)."""
+    import torch.distributed as torch_dist
+
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return [rng_state()]
+    # Tensors do not survive all_gather_object on every torch version: send plain lists.
+    mine = {k: _to_lists(v) for k, v in rng_state().items()}
+    gathered: list[Any] = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(gathered, mine)
+    return [{k: _from_lists(k, v) for k, v in state.items()} for state in gathered]
+
+
+def _to_lists(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return ("__tensor__", str(value.dtype), value.tolist())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_lists(v) for v in value)
+    return value
+
+
+def _from_lists(key: str, value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "__tensor__":
+        return torch.tensor(value[2], dtype=getattr(torch, value[1].split(".")[-1]))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_lists(key, v) for v in value)
+    return value
+
+
 def set_rng_state(state: Mapping[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -126,8 +155,10 @@ def build_dataloader(
     sampler = DATA_SAMPLERS.build(
         sampler_cfg, default_args=dict(dataset=dataset), key_path=f"{key}.sampler"
     )
-    if hasattr(sampler, "seed_samples") and getattr(dataset, "supports_sample_seeds", False):
-        sampler.seed_samples = True
+    from vistra.data.datasets.base import BaseDataset
+
+    if hasattr(sampler, "seed_samples") and isinstance(dataset, BaseDataset):
+        sampler.seed_samples = True  # (index, seed) pairs: augmentation independent of workers
     collate = cfg.get("collate_fn") or dict(type="pseudo_collate")
     if isinstance(collate, Mapping):
         collate = dict(collate)

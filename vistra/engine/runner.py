@@ -209,9 +209,19 @@ class Runner:
 
     # ------------------------------------------------------------------ entry points
     def train(self) -> torch.nn.Module:
+        resume_from = self._resume_source()
+        checkpoint = None
+        if resume_from is not None:
+            checkpoint = ckpt_io.load_checkpoint_file(
+                resume_from, allow_unsafe=bool(self.cfg.get("allow_unsafe_load"))
+            )
+            self._adopt_seed(checkpoint)  # before the dataloaders derive their seeds from it
         self._build_training()
         self.call_hook("before_run")
-        self._load_or_resume()
+        if checkpoint is not None:
+            self.resume(str(resume_from), checkpoint)
+        elif self.cfg.get("load_from") and not self.cfg.get("resume"):
+            self.load_checkpoint(self.cfg["load_from"], strict=False)
         self.optim_wrapper.initialize_count_status(
             self.model, self.train_loop.iter, self.train_loop.max_iters
         )
@@ -246,15 +256,12 @@ class Runner:
         filename: str,
         save_optimizer: bool = True,
         save_param_scheduler: bool = True,
+        update_last: bool = True,
     ) -> Path | None:
         """Assemble and atomically write a checkpoint; rank 0 writes, every rank must call
         (the RNG states of all ranks are gathered). Returns the path on rank 0."""
         loop_state = self.train_loop.loop_state() if self.train_loop is not None else {}
-        rngs = [B.rng_state()]
-        if torch_dist.is_available() and torch_dist.is_initialized():
-            rngs = [None] * self.world_size
-            torch_dist.all_gather_object(rngs, B.rng_state())
-        loop_state["rng"] = rngs
+        loop_state["rng"] = B.gather_rng_states()
         checkpoint: dict[str, Any] = {
             "meta": self._checkpoint_meta(loop_state),
             "state_dict": {k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
@@ -269,6 +276,8 @@ class Runner:
         if not self.dist.is_main:
             return None
         path = ckpt_io.save_checkpoint(checkpoint, Path(out_dir) / filename)
+        if not update_last:  # best_* files are not resume points
+            return path
         try:
             target = str(path.resolve().relative_to(Path(self.work_dir).resolve()))
         except ValueError:
@@ -311,27 +320,48 @@ class Runner:
         )
         return report
 
-    def _load_or_resume(self) -> None:
+    def _resume_source(self) -> str | None:
+        """The checkpoint to resume from: ``--resume PATH``, or the newest in the work dir."""
         resume, load_from = self.cfg.get("resume", False), self.cfg.get("load_from")
-        if resume and resume != "auto" and isinstance(resume, str):
-            load_from = resume
-        if resume:
-            path = load_from or ckpt_io.find_latest_checkpoint(self.work_dir)
-            if path is None:
-                logger.warning(
-                    "resume: no checkpoint found in %s; training starts from scratch", self.work_dir
-                )
-                return
-            self.resume(str(path))
-        elif load_from:
-            self.load_checkpoint(load_from, strict=False)
+        if not resume:
+            return None
+        if isinstance(resume, str) and resume != "auto":
+            return resume
+        if load_from:
+            return str(load_from)
+        latest = ckpt_io.find_latest_checkpoint(self.work_dir)
+        if latest is None:
+            logger.warning(
+                "resume: no checkpoint found in %s; training starts from scratch", self.work_dir
+            )
+            return None
+        return str(latest)
 
-    def resume(self, path: str) -> None:
+    def _adopt_seed(self, checkpoint: dict[str, Any]) -> None:
+        """Continue with the seed the checkpointed run used, so data order and augmentation
+        continue exactly; a different explicit seed is honoured with a warning."""
+        saved = checkpoint.get("meta", {}).get("seed")
+        randomness = dict(self.cfg.get("randomness") or {})
+        if saved is None or saved == self.seed:
+            return
+        if randomness.get("seed") is not None:
+            logger.warning(
+                "resuming with seed %d, but the checkpoint was trained with seed %d",
+                self.seed,
+                saved,
+            )
+            return
+        self.seed = int(saved)
+        rank_seed = self.seed + self.rank if randomness.get("diff_rank_seed", False) else self.seed
+        B.set_random_seed(rank_seed, bool(randomness.get("deterministic", False)))
+
+    def resume(self, path: str, checkpoint: dict[str, Any] | None = None) -> None:
         """Restore everything needed to continue exactly where ``path`` was written."""
         self.resuming = True
-        checkpoint = ckpt_io.load_checkpoint_file(
-            path, allow_unsafe=bool(self.cfg.get("allow_unsafe_load"))
-        )
+        if checkpoint is None:
+            checkpoint = ckpt_io.load_checkpoint_file(
+                path, allow_unsafe=bool(self.cfg.get("allow_unsafe_load"))
+            )
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
         _warn_config_changes(checkpoint.get("meta", {}).get("cfg_flat"), _flatten(self.cfg), path)
         unwrap(self.model).load_state_dict(
@@ -344,9 +374,10 @@ class Runner:
         for scheduler, state in zip(self.param_schedulers, checkpoint.get("param_schedulers", [])):
             scheduler.load_state_dict(state)
         self.message_hub.load_state_dict(checkpoint.get("message_hub", {}))
+        meta = checkpoint.get("meta", {})
         loop_state = checkpoint.get("loop_state") or {
-            "epoch": checkpoint["meta"]["epoch"],
-            "iter": checkpoint["meta"]["iter"],
+            "epoch": meta.get("epoch", 0),
+            "iter": meta.get("iter", 0),
         }
         self.train_loop.load_loop_state(loop_state)
         self._loaded_rng = loop_state.get("rng")

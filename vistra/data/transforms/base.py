@@ -36,7 +36,9 @@ class Compose:
             if isinstance(t, dict):
                 t = TRANSFORMS.build(t, key_path=f"pipeline[{i}]")
             if not callable(t):
-                raise TypeError(f"pipeline[{i}] must be a dict or a callable, got {type(t).__name__}")
+                raise TypeError(
+                    f"pipeline[{i}] must be a dict or a callable, got {type(t).__name__}"
+                )
             self.transforms.append(t)
 
     def __call__(self, results: dict) -> dict | None:

@@ -10,8 +10,8 @@ from vistra.registry import HOOKS
 
 @HOOKS.register_module()
 class RuntimeInfoHook(Hook):
-    """Records ``train/lr`` (and ``train/base_lr`` when they differ), ``train/momentum``
-    and every value the training step returned, as ``train/<name>``; validation and test
+    """Records ``train/lr`` (and ``train/base_lr`` with several parameter groups) and every
+    value the training step returned, as ``train/<name>``; validation and test
     metrics as ``val/<name>``/``test/<name>``."""
 
     priority = "VERY_HIGH"
@@ -20,10 +20,6 @@ class RuntimeInfoHook(Hook):
         hub = runner.message_hub
         for name, values in runner.optim_wrapper.get_lr().items():
             hub.update_scalar(f"train/{name}", values[0])
-        momentum = getattr(runner.optim_wrapper, "get_momentum", lambda: {})()
-        for name, values in momentum.items():
-            if values:
-                hub.update_scalar(f"train/{name}", values[0])
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None

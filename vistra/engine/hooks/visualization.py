@@ -68,9 +68,12 @@ class VisualizationHook(Hook):
     def _draw(self, runner: Any, mode: str, batch_idx: int, data_batch: Any, outputs: Any) -> None:
         if not self.enable or not outputs:
             return
-        batch_size = len(outputs)
+        batch_size = getattr(
+            getattr(runner, f"{mode}_dataloader", None), "batch_size", None
+        ) or len(outputs)
         for i, sample in enumerate(outputs):
-            index = batch_idx * batch_size + i
+            index = sample.get("sample_idx")
+            index = batch_idx * batch_size + i if index is None else int(index)
             if index % self.interval:
                 continue
             pred = sample.get("pred_sem_seg")

@@ -1,0 +1,96 @@
+"""Helpers for end-to-end tests: run the real CLI in a subprocess, read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A tiny classifier on in-memory synthetic shapes: trains in seconds on CPU.
+TINY_CLS = """
+custom_imports = dict(imports=['recording_hooks'], allow_failed_imports=False)
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8, out_indices=(3, )),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes={num_classes}, in_channels=64, topk=(1, )),
+)
+data_preprocessor = dict(num_classes={num_classes}, mean=[127.5, 127.5, 127.5], std=[64.0, 64.0, 64.0], to_rgb=True)
+train_pipeline = [dict(type='RandomFlip', prob=0.5), dict(type='PackInputs')]
+test_pipeline = [dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=4, num_workers={num_workers},
+    dataset=dict(type='ShapesDataset', num_samples=24, num_classes={num_classes}, img_size=32, seed=0, split='train', pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(type='ShapesDataset', num_samples=10, num_classes={num_classes}, img_size=32, seed=0, split='val', pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
+param_scheduler = [dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=4),
+                   dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end={max_epochs})]
+train_cfg = dict(by_epoch=True, max_epochs={max_epochs}, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=8)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=2), checkpoint=dict(type='CheckpointHook', interval=1, save_best='auto'),
+                     visualization=dict(type='VisualizationHook', enable=False))
+randomness = dict(seed=7)
+"""
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> Result:
+    """``python -m vistra ARGS`` on CPU, with tests/helpers importable (custom_imports)."""
+    full_env = dict(
+        os.environ, CUDA_VISIBLE_DEVICES="-1", PYTHONPATH=str(REPO / "tests" / "helpers")
+    )
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "vistra", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def run_dirs(work_dir: Path) -> list[Path]:
+    """The timestamped run folders of a work dir, oldest first."""
+    return sorted(p for p in Path(work_dir).iterdir() if p.is_dir() and p.name[:8].isdigit())
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ: {different[:5]}"

@@ -1,0 +1,145 @@
+"""Reading and writing image files as numpy arrays in OpenMMLab's conventions.
+
+Decoding goes through Pillow for both ``imdecode_backend='cv2'`` and ``'pillow'``; the
+backend name only selects the few places where MMCV's two backends differ:
+
+- ``flag='color'`` gives ``(H, W, 3)`` uint8 **BGR**, EXIF orientation applied, alpha
+  dropped, 16-bit samples reduced to 8 bits (``>> 8``) as OpenCV does;
+- ``flag='grayscale'`` gives ``(H, W)`` uint8;
+- ``flag='unchanged'`` keeps depth and channels (3/4-channel images reordered to
+  BGR/BGRA). Palette images keep their indices with ``'pillow'`` (what segmentation
+  label PNGs need) and are expanded to colours with ``'cv2'``, as each library does.
+
+Only local files are supported: ``backend_args`` naming another storage backend fails
+loudly instead of silently reading the wrong place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vistra.data.errors import DataError
+
+COLOR_FLAGS = (
+    "color",
+    "grayscale",
+    "unchanged",
+    "color_ignore_orientation",
+    "grayscale_ignore_orientation",
+)
+DECODE_BACKENDS = ("cv2", "pillow", "turbojpeg", "tifffile")
+LOCAL_BACKENDS = (None, "local", "disk")
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+def check_backend_args(backend_args: dict | None, name: str = "backend_args") -> None:
+    """Accept ``None`` or a local-disk backend; reject remote storage by name."""
+    if backend_args is None:
+        return
+    if not isinstance(backend_args, dict):
+        raise TypeError(f"{name} must be a dict or None, got {type(backend_args).__name__}")
+    backend = backend_args.get("backend")
+    if backend not in LOCAL_BACKENDS:
+        raise ValueError(
+            f"{name}={backend_args!r}: only local files are supported "
+            f"(backend None, 'local' or 'disk'), not {backend!r}"
+        )
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's content; a missing file is an error that names it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {os.fspath(path)!r}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(
+            f"expected an image file, got a directory: {os.fspath(path)!r}"
+        ) from None
+
+
+def imfrombytes(
+    content: bytes,
+    flag: str = "color",
+    channel_order: str = "bgr",
+    backend: str = "cv2",
+    path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Decode image bytes; ``path`` only improves the error message."""
+    if flag not in COLOR_FLAGS:
+        raise ValueError(f"color_type={flag!r} is not supported; valid: {', '.join(COLOR_FLAGS)}")
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    where = f" {os.fspath(path)!r}" if path is not None else ""
+    try:
+        img = Image.open(io.BytesIO(content))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot decode image{where}: {exc}") from None
+    if flag in ("color", "grayscale") and img.getexif().get(_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    if flag == "unchanged":
+        return _unchanged(img, channel_order, backend)
+    img = _to_8bit(img)
+    if flag.startswith("grayscale"):
+        return np.array(img if img.mode == "L" else img.convert("L"))  # writable copy
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    return swap_rb(rgb) if channel_order == "bgr" else rgb.copy()
+
+
+def swap_rb(img: np.ndarray) -> np.ndarray:
+    """RGB <-> BGR into a new contiguous array (per-channel copies: several times faster
+    than materialising ``img[..., ::-1]``)."""
+    out = np.empty_like(img)
+    out[..., 0] = img[..., 2]
+    out[..., 1] = img[..., 1]
+    out[..., 2] = img[..., 0]
+    if img.shape[-1] > 3:
+        out[..., 3:] = img[..., 3:]
+    return out
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit integer images -> 8-bit by dropping the low byte, as OpenCV's
+    IMREAD_COLOR does (Pillow would clip instead)."""
+    if img.mode.startswith("I"):
+        arr = np.asarray(img).astype(np.int64)
+        return Image.fromarray(np.clip(arr >> 8, 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def _unchanged(img: Image.Image, channel_order: str, backend: str) -> np.ndarray:
+    if img.mode == "P" and backend != "pillow":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] >= 3 and channel_order == "bgr":
+        return swap_rb(arr)
+    return arr.copy()
+
+
+def imread(
+    path: str | os.PathLike,
+    flag: str = "color",
+    channel_order: str = "bgr",
+    backend: str = "cv2",
+) -> np.ndarray:
+    """Read and decode one image file, naming it in any error."""
+    return imfrombytes(read_bytes(path), flag, channel_order, backend, path=path)
+
+
+def imwrite(img: np.ndarray, path: str | os.PathLike, channel_order: str = "bgr") -> None:
+    """Write an image (BGR by default; 2-D arrays as grayscale), creating parent folders.
+
+    The format follows the file extension (``.png`` is lossless, as the shapes dataset
+    writer needs for its label maps).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if img.ndim == 3 and img.shape[2] == 3 and channel_order == "bgr":
+        img = swap_rb(img)
+    Image.fromarray(np.ascontiguousarray(img)).save(path)

@@ -1,0 +1,66 @@
+"""Per-sample random seeding: augmentation as a pure function of (seed, index).
+
+Samplers may yield ``(index, seed)`` pairs. The dataset then runs its pipeline inside
+:func:`seeded_rng`, which seeds Python's ``random``, NumPy's global generator and torch's
+CPU generator from ``seed`` and restores their previous states afterwards. Two things
+follow: the augmented sample no longer depends on which worker produced it or on how
+many samples that worker produced before (so a resumed run sees the same batches as an
+uninterrupted one), and the caller's random streams are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+_NUMPY_SEED_MOD = 2**32  # np.random.seed accepts [0, 2**32)
+_TORCH_SEED_MASK = 2**64 - 1  # torch accepts any 64-bit pattern
+
+
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Seed python/numpy/torch-CPU RNGs from ``seed`` inside the block; restore on exit.
+
+    Only torch's CPU default generator is touched: seeding CUDA generators here would
+    change the main process's GPU random stream, which this context promises to leave
+    alone.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch_state = torch.random.default_generator.get_state()
+    try:
+        random.seed(seed)
+        np.random.seed(seed % _NUMPY_SEED_MOD)
+        torch.random.default_generator.manual_seed(seed & _TORCH_SEED_MASK)
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.random.default_generator.set_state(torch_state)
+
+
+def split_index(item: int | tuple[int, int] | list[int]) -> tuple[int, int | None]:
+    """``idx`` -> ``(idx, None)``; ``(idx, seed)`` -> ``(idx, seed)``; anything else fails."""
+    if isinstance(item, (tuple, list)):
+        if len(item) != 2:
+            raise TypeError(
+                f"a dataset index must be an int or an (index, seed) pair, got {item!r}"
+            )
+        index, seed = item
+        return _as_int(index, "index"), _as_int(seed, "seed")
+    return _as_int(item, "index"), None
+
+
+def _as_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+            return int(value.item())
+        raise TypeError(f"dataset {name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
