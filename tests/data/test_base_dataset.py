@@ -184,7 +184,9 @@ def test_seeded_samples_do_not_depend_on_the_number_of_workers():
     order = [(i, 1000 + i) for i in (4, 1, 5, 0, 2, 3)]
 
     def run(workers):
-        loader = DataLoader(ds, batch_size=2, sampler=order, collate_fn=pseudo_collate, num_workers=workers)
+        loader = DataLoader(
+            ds, batch_size=2, sampler=order, collate_fn=pseudo_collate, num_workers=workers
+        )
         return [tuple(b["noise"]) for b in loader]
 
     assert run(0) == run(2)
