@@ -48,7 +48,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pin-memory", action="store_true", help="do not pin dataloader memory")
 
 
-def load_config(path: str, work_dir: str | None, launcher: str) -> Config:
+def load_config(path: str, work_dir: str | None, launcher: str, local_rank: int = 0) -> Config:
     if not Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")
     cfg = Config.fromfile(path)
@@ -57,8 +57,8 @@ def load_config(path: str, work_dir: str | None, launcher: str) -> Config:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
-    if "LOCAL_RANK" not in os.environ:
-        os.environ["LOCAL_RANK"] = "0"
+    if "LOCAL_RANK" not in os.environ:  # old launchers pass --local-rank instead
+        os.environ["LOCAL_RANK"] = str(local_rank)
     return cfg
 
 

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         from vistra.engine.runner import Runner
         from vistra.evaluation.dump import dump_file, to_plain
 
-        cfg = merge_args(load_config(args.config, args.work_dir, args.launcher), args)
+        cfg = merge_args(
+            load_config(args.config, args.work_dir, args.launcher, args.local_rank), args
+        )
         runner = Runner.from_config(cfg)
         metrics = runner.test()
         if args.out and args.out_item == "metrics" and runner.rank == 0:

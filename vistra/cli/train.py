@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         from vistra.engine.runner import Runner
 
-        cfg = merge_args(load_config(args.config, args.work_dir, args.launcher), args)
+        cfg = merge_args(
+            load_config(args.config, args.work_dir, args.launcher, args.local_rank), args
+        )
         runner = Runner.from_config(cfg)
         runner.train()
 
