@@ -6,8 +6,10 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from vistra.data.datasets.shapes import write_shapes_dataset
+from vistra.data.datasets.shapes import render_split, write_shapes_dataset
+from vistra.data.image_io import imwrite
 
 
 def write_cifar10(root: Path, n: int = 4, num_classes: int = 10) -> Path:
@@ -37,3 +39,103 @@ def write_imagenet_like(root: Path, n_train: int = 4, n_val: int = 2, img_size: 
         root, "cls", num_train=n_train, num_val=n_val, img_size=img_size, num_classes=2
     )
     return Path(root)
+
+
+# ------------------------------------------------------------------ segmentation
+# Tiny MMSegmentation datasets: shapes-rendered images with their label maps remapped
+# to each dataset's label convention, a few pixels of the ignore value included.
+
+SEG_SPLITS = ("train", "val")
+
+
+def _seg_samples(split: str, n: int, img_size: int, wide: bool = False):
+    """``n`` (bgr image, shape mask) pairs; ``wide`` glues two renders side by side
+    (Cityscapes' 2:1 aspect). Mask values are 0 (background) and 1..6 (shape kinds)."""
+    for i in range(n):
+        img, _, mask = render_split(split, i, seed=0, img_size=img_size, num_classes=6)
+        if wide:
+            img2, _, mask2 = render_split(split, i + n, seed=0, img_size=img_size, num_classes=6)
+            img, mask = np.hstack([img, img2]), np.hstack([mask, mask2])
+        yield i, img, mask
+
+
+def _with_border(label: np.ndarray, value: int) -> np.ndarray:
+    """A one-pixel frame of ``value`` (the dataset's ignore or "other" label)."""
+    out = label.copy()
+    out[0, :] = out[-1, :] = value
+    out[:, 0] = out[:, -1] = value
+    return out
+
+
+def write_cityscapes(root: Path, n: int = 2, img_size: int = 64) -> Path:
+    """leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png and
+    gtFine/<split>/<city>/..._gtFine_labelTrainIds.png (train ids 0..18, 255 ignored)."""
+    root = Path(root)
+    for split, city in zip(SEG_SPLITS, ("aachen", "frankfurt")):
+        for i, img, mask in _seg_samples(split, n, img_size, wide=True):
+            stem = f"{city}_{i:06d}_000019"
+            imwrite(img, root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            label = _with_border(mask * 3, 255)  # train ids 0, 3, ..., 18
+            imwrite(label, root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png")
+    return root
+
+
+def write_ade20k(root: Path, n: int = 2, img_size: int = 64) -> Path:
+    """images/{training,validation}/ADE_*_%08d.jpg and annotations/.../*.png, where 0 is
+    "other" (ignored through reduce_zero_label) and 1..150 are the classes."""
+    root = Path(root)
+    for split, folder in zip(SEG_SPLITS, ("training", "validation")):
+        for i, img, mask in _seg_samples(split, n, img_size):
+            stem = f"ADE_{split}_{i + 1:08d}"
+            imwrite(img, root / "images" / folder / f"{stem}.jpg")
+            label = _with_border(mask * 20 + 1, 0)  # classes 1, 21, ..., 121
+            imwrite(label, root / "annotations" / folder / f"{stem}.png")
+    return root
+
+
+# PASCAL VOC's colour map: bit j of the id's bits (3k + channel) lands on bit 7 - k.
+VOC_PALETTE = [
+    c
+    for i in range(256)
+    for c in (sum(((i >> (3 * k + ch)) & 1) << (7 - k) for k in range(8)) for ch in (0, 1, 2))
+]
+
+VOC_LABEL_DIRS = ("SegmentationClass", "SegmentationClassAug")
+
+
+def write_pascal_voc(root: Path, n: int = 2, img_size: int = 64) -> Path:
+    """VOC2012 layout: JPEGImages/*.jpg, SegmentationClass/*.png and SegmentationClassAug/
+    *.png (palette PNGs holding class ids 0..20, 255 on object borders), and
+    ImageSets/Segmentation/{train,val,aug}.txt listing file stems."""
+    root = Path(root)
+    lists: dict[str, list[str]] = {}
+    # aug.txt lists the SBD extras: images outside train and val (rendered as "test")
+    for split, render in (("train", "train"), ("val", "val"), ("aug", "test")):
+        lists[split] = []
+        for i, img, mask in _seg_samples(render, n, img_size):
+            stem = f"2007_{split}{i:04d}"
+            lists[split].append(stem)
+            imwrite(img, root / "JPEGImages" / f"{stem}.jpg")
+            label = Image.fromarray(_with_border(mask * 3, 255))
+            label.putpalette(VOC_PALETTE)  # an "L" image becomes "P", ids kept
+            # SegmentationClassAug holds every image; SegmentationClass only train and val
+            folders = ("SegmentationClassAug",) if split == "aug" else VOC_LABEL_DIRS
+            for folder in folders:
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                label.save(root / folder / f"{stem}.png")
+    sets = root / "ImageSets" / "Segmentation"
+    sets.mkdir(parents=True, exist_ok=True)
+    for split, stems in lists.items():
+        (sets / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
+    return root
+
+
+def write_foot_arch(root: Path, n: int = 2, img_size: int = 64) -> Path:
+    """images/{train,val}/*.png and annotations/{train,val}/*.png with 0 (background)
+    and 1 (foot arch)."""
+    root = Path(root)
+    for split in SEG_SPLITS:
+        for i, img, mask in _seg_samples(split, n, img_size):
+            imwrite(img, root / "images" / split / f"{i:05d}.png")
+            imwrite((mask > 0).astype(np.uint8), root / "annotations" / split / f"{i:05d}.png")
+    return root

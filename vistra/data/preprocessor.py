@@ -235,3 +235,197 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
                 )
             scores[i, label.to(self.device)] = 1.0
         return scores
+
+
+# --------------------------------------------------------------------------- segmentation
+def pad_seg_batch(
+    inputs: Sequence[torch.Tensor],
+    size: Sequence[int] | None = None,
+    size_divisor: int | None = None,
+    pad_val: float | int = 0,
+) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+    """Stack ``(C, H, W)`` images padded bottom/right (MMSeg's ``stack_batch``).
+
+    The target is ``size`` = (h, w), or else the batch's largest image rounded up to a
+    multiple of ``size_divisor``. Returns the batch and each image's padding as
+    ``(left, right, top, bottom)``, the order ``F.pad`` takes.
+    """
+    if not inputs:
+        raise ValueError("pad_seg_batch needs at least one image")
+    if size is not None:
+        target = (int(size[-2]), int(size[-1]))
+    else:
+        divisor = size_divisor or 1
+        h = max(t.shape[-2] for t in inputs)
+        w = max(t.shape[-1] for t in inputs)
+        target = (math.ceil(h / divisor) * divisor, math.ceil(w / divisor) * divisor)
+    paddings = [
+        (0, max(target[1] - t.shape[-1], 0), 0, max(target[0] - t.shape[-2], 0)) for t in inputs
+    ]
+    padded = [F.pad(t, p, value=pad_val) if any(p) else t for t, p in zip(inputs, paddings)]
+    if len({tuple(t.shape) for t in padded}) != 1:
+        raise ValueError(
+            f"cannot stack images of shapes {[tuple(t.shape) for t in inputs]} padded to "
+            f"size={size}: an image larger than size is not cropped; crop to the size in the "
+            "pipeline first (RandomCrop(crop_size=...)) or pad with size_divisor instead"
+        )
+    return torch.stack(padded), paddings
+
+
+def _check_pad_args(size: Any, size_divisor: Any, where: str) -> tuple | None:
+    if size is not None and size_divisor is not None:
+        raise ValueError(
+            f"{where}: give size or size_divisor, not both (got size={size}, "
+            f"size_divisor={size_divisor})"
+        )
+    if size_divisor is not None and (not isinstance(size_divisor, int) or size_divisor < 1):
+        raise ValueError(f"{where}: size_divisor must be a positive int, got {size_divisor!r}")
+    if size is None:
+        return None
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(s, int) and s > 0 for s in size)
+    ):
+        raise ValueError(f"{where}: size must be (h, w) of positive ints, got {size!r}")
+    return tuple(size)
+
+
+@MODELS.register_module()
+class SegDataPreProcessor(ImgDataPreprocessor):
+    """MMSegmentation's data preprocessor: normalise, then pad images and label maps.
+
+    Each image is channel-flipped (``bgr_to_rgb``/``rgb_to_bgr``) and normalised, then:
+
+    - in training, padded bottom/right with ``pad_val`` to ``size`` = (h, w) (usually
+      the crop size) or to the batch's largest size rounded up to ``size_divisor``;
+      ``gt_sem_seg`` (and ``gt_edge_map``) are padded with ``seg_pad_val`` (255:
+      ignored). Each sample gets ``img_shape``, ``pad_shape``, ``padding_size``
+      (left, right, top, bottom) and ``batch_input_shape``; ``batch_augments`` (a list
+      of callables ``(inputs, data_samples) -> (inputs, data_samples)``, or MODELS
+      configs of such) run last;
+    - in testing, padded per ``test_cfg=dict(size=...)`` or ``dict(size_divisor=...)``,
+      or else only as far as stacking different sizes needs; labels stay unpadded and
+      each sample gets ``pad_shape``, ``padding_size``/``img_padding_size`` (what the
+      segmentor crops off again) and ``batch_input_shape``.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        size: Sequence[int] | None = None,
+        size_divisor: int | None = None,
+        pad_val: float | int = 0,
+        seg_pad_val: float | int = 255,
+        bgr_to_rgb: bool = False,
+        rgb_to_bgr: bool = False,
+        batch_augments: Sequence[dict | Any] | None = None,
+        test_cfg: dict | None = None,
+        non_blocking: bool = False,
+    ) -> None:
+        super().__init__(mean, std, 1, pad_val, bgr_to_rgb, rgb_to_bgr, non_blocking)
+        self.size = _check_pad_args(size, size_divisor, "SegDataPreProcessor")
+        self.size_divisor = size_divisor
+        self.pad_val, self.seg_pad_val = pad_val, seg_pad_val
+        self.test_cfg = self._check_test_cfg(test_cfg)
+        self.batch_augments = self._build_batch_augments(batch_augments)
+
+    @staticmethod
+    def _check_test_cfg(test_cfg: dict | None) -> dict:
+        if not test_cfg:
+            return {}
+        if not isinstance(test_cfg, Mapping):
+            raise TypeError(
+                f"test_cfg must be dict(size=...) or dict(size_divisor=...), got {test_cfg!r}"
+            )
+        unknown = sorted(set(test_cfg) - {"size", "size_divisor"})
+        if unknown:
+            raise ValueError(
+                f"SegDataPreProcessor test_cfg has unknown keys {unknown}; valid: size, size_divisor"
+            )
+        size = _check_pad_args(
+            test_cfg.get("size"), test_cfg.get("size_divisor"), "SegDataPreProcessor test_cfg"
+        )
+        return {"size": size, "size_divisor": test_cfg.get("size_divisor")}
+
+    @staticmethod
+    def _build_batch_augments(augments: Sequence[dict | Any] | None) -> list:
+        if augments is None:
+            return []
+        if callable(augments) or isinstance(augments, Mapping):
+            augments = [augments]
+        built = []
+        for i, aug in enumerate(augments):
+            if isinstance(aug, Mapping):
+                aug = MODELS.build(aug, key_path=f"data_preprocessor.batch_augments[{i}]")
+            if not callable(aug):
+                raise TypeError(
+                    f"batch_augments[{i}] must be a callable (inputs, data_samples) -> "
+                    f"(inputs, data_samples) or its config, got {type(aug).__name__}"
+                )
+            built.append(aug)
+        return built
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        if "inputs" not in data:
+            raise KeyError(f"the batch has no 'inputs' key; keys: {sorted(data)}")
+        data = self.cast_data(data)
+        inputs, samples = data["inputs"], data.get("data_samples")
+        if isinstance(inputs, torch.Tensor):
+            if inputs.dim() != 4:
+                raise ValueError(f"stacked inputs must be NCHW, got shape {tuple(inputs.shape)}")
+            inputs = list(inputs)
+        if not isinstance(inputs, (list, tuple)) or not all(
+            isinstance(t, torch.Tensor) and t.dim() == 3 for t in inputs
+        ):
+            raise TypeError(
+                "data['inputs'] must be a list of CHW tensors or an NCHW tensor (a list of lists "
+                "comes from TestTimeAug: test it with SegTTAModel, i.e. --tta)"
+            )
+        images = [self._normalize(t, 0) for t in inputs]
+        if training:
+            if not samples:
+                raise ValueError(
+                    "SegDataPreProcessor needs data_samples with gt_sem_seg in training"
+                )
+            batch, paddings = pad_seg_batch(images, self.size, self.size_divisor, self.pad_val)
+            self._pad_labels(samples, paddings)
+            for sample, image, padding in zip(samples, images, paddings):
+                sample.set_metainfo(
+                    {
+                        "img_shape": tuple(image.shape[-2:]),
+                        "pad_shape": tuple(sample.gt_sem_seg.shape),
+                        "padding_size": padding,
+                        "batch_input_shape": tuple(batch.shape[-2:]),
+                    }
+                )
+            for augment in self.batch_augments:
+                batch, samples = augment(batch, samples)
+            return {"inputs": batch, "data_samples": samples}
+        batch, paddings = pad_seg_batch(
+            images, self.test_cfg.get("size"), self.test_cfg.get("size_divisor"), self.pad_val
+        )
+        for sample, padding in zip(samples or [], paddings):
+            if isinstance(sample, DataSample):
+                sample.set_metainfo(
+                    {
+                        "pad_shape": tuple(batch.shape[-2:]),
+                        "padding_size": padding,
+                        "img_padding_size": padding,
+                        "batch_input_shape": tuple(batch.shape[-2:]),
+                    }
+                )
+        return {"inputs": batch, "data_samples": samples}
+
+    def _pad_labels(self, samples: Sequence[DataSample], paddings: list[tuple]) -> None:
+        for i, (sample, padding) in enumerate(zip(samples, paddings)):
+            if "gt_sem_seg" not in sample:
+                raise KeyError(
+                    f"data_samples[{i}] has no gt_sem_seg; a training pipeline needs "
+                    "LoadAnnotations before PackSegInputs"
+                )
+            for key in ("gt_sem_seg", "gt_edge_map"):
+                if key in sample and any(padding):
+                    label = sample.get(key)
+                    label.data = F.pad(label.data, padding, value=self.seg_pad_val)

@@ -25,6 +25,45 @@ from torch import nn
 logger = logging.getLogger("vistra")
 
 UNSAFE_ENV = "VISTRA_ALLOW_UNSAFE_LOAD"
+
+# MMCV's model-zoo shorthands used by MMSegmentation configs (``pretrained='open-mmlab://...'``).
+OPEN_MMLAB_URLS = {
+    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+}
+
+
+def resolve_source(source: str) -> str:
+    """``open-mmlab://name`` and ``torchvision://name`` to the URL they stand for."""
+    if source.startswith("open-mmlab://"):
+        name = source[len("open-mmlab://") :]
+        if name not in OPEN_MMLAB_URLS:
+            raise CheckpointError(
+                f"unknown {source!r}; known: {', '.join(sorted(OPEN_MMLAB_URLS))}"
+            )
+        return OPEN_MMLAB_URLS[name]
+    if source.startswith("torchvision://"):
+        import torchvision.models
+
+        name = source[len("torchvision://") :]
+        try:
+            return torchvision.models.get_weight(f"{_tv_enum(name)}.DEFAULT").url
+        except Exception as exc:
+            raise CheckpointError(f"unknown {source!r}: {exc}") from None
+    return source
+
+
+def _tv_enum(name: str) -> str:
+    # 'resnet50' -> 'ResNet50_Weights'
+    import torchvision.models
+
+    for weights in torchvision.models.list_models():
+        if weights == name:
+            return type(torchvision.models.get_model_weights(name).DEFAULT).__name__
+    raise KeyError(name)
+
+
 CHECKPOINT_NAME = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
 
 
@@ -86,7 +125,7 @@ def load_checkpoint_file(
     safetensors. URLs go through the torch hub cache, hash-checked when the file name carries
     a hash (``name-<sha256 prefix>.pth``).
     """
-    source = str(source)
+    source = resolve_source(str(source))
     allow_unsafe = allow_unsafe or os.environ.get(UNSAFE_ENV, "") not in ("", "0")
     if source.startswith(("http://", "https://")):
         return _load_url(source, map_location, allow_unsafe)

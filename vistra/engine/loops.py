@@ -80,6 +80,9 @@ class _TrainLoop:
         return self._iter
 
     def _decide_current_val_interval(self, progress: int) -> None:
+        # MMEngine: bisect(milestones, completed + 1), i.e. a milestone applies from the
+        # validation just before it
+        progress += 1
         for milestone, interval in zip(self.dynamic_milestones, self.dynamic_intervals):
             if progress >= milestone:
                 self.val_interval = interval
@@ -189,6 +192,7 @@ class EpochBasedTrainLoop(_TrainLoop):
                 break
             if self.val_due:
                 runner.val_loop.run()
+                self.val_due = False
         runner.call_hook("after_train")
         return runner.model
 
@@ -274,6 +278,7 @@ class IterBasedTrainLoop(_TrainLoop):
                 break
             if self.val_due:
                 runner.val_loop.run()
+                self.val_due = False
         runner.call_hook("after_train_epoch")
         runner.call_hook("after_train")
         return runner.model

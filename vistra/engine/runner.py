@@ -73,7 +73,6 @@ class Runner:
     def from_config(cls, cfg: Any, dist_info: DistInfo | None = None) -> Runner:
         cfg = copy.deepcopy(cfg)
         _check_triples(cfg)
-        _map_legacy_keys(cfg)
         env_cfg = dict(cfg.get("env_cfg") or {})
         if dist_info is None:
             dist_cfg = dict(env_cfg.get("dist_cfg") or {})
@@ -90,6 +89,7 @@ class Runner:
         work_dir = Path(cfg["work_dir"])
         log_file = work_dir / timestamp / f"{timestamp}.log"
         setup_logger(log_file, dist_info.rank, cfg.get("log_level", "INFO"))
+        _map_legacy_keys(cfg)
         if dist_info.is_main:
             work_dir.mkdir(parents=True, exist_ok=True)
             _dump_config(cfg, work_dir)
@@ -474,11 +474,11 @@ def _map_legacy_keys(cfg: Any) -> None:
         and "interval" in evaluation
         and cfg.get("train_cfg") is not None
     ):
-        warnings.warn(
-            "config key 'evaluation=dict(interval=...)' is deprecated; use train_cfg.val_interval",
-            DeprecationWarning,
-            stacklevel=2,
+        message = (
+            "config key 'evaluation=dict(interval=...)' is deprecated; use train_cfg.val_interval"
         )
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        logger.warning(message)  # DeprecationWarning is hidden outside __main__
         cfg["train_cfg"]["val_interval"] = evaluation["interval"]
 
 

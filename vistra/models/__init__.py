@@ -5,7 +5,18 @@ initialisers in ``WEIGHT_INITIALIZERS``).
 """
 
 from vistra.data import preprocessor  # data preprocessors are registered in MODELS
-from vistra.models import backbones, classifiers, heads, init, layers, losses, necks, utils
+from vistra.models import (
+    backbones,
+    classifiers,
+    heads,
+    init,
+    layers,
+    losses,
+    necks,
+    segmentors,
+    segmentors_tta,
+    utils,
+)
 from vistra.models.classifiers import ImageClassifier
 
 __all__ = ["ImageClassifier"]

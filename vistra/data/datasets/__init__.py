@@ -5,7 +5,19 @@ Every module is imported here so that its ``@DATASETS.register_module()`` runs w
 registry first looks a name up.
 """
 
-from vistra.data.datasets import base, cifar, custom, imagenet, shapes
+from vistra.data.datasets import (
+    ade,
+    base,
+    cifar,
+    cityscapes,
+    custom,
+    feetarch,
+    imagenet,
+    seg_base,
+    shapes,
+    voc,
+    wrappers,
+)
 from vistra.data.datasets.base import BaseDataset
 from vistra.data.datasets.cifar import CIFAR10, CIFAR100
 from vistra.data.datasets.custom import CustomDataset

@@ -38,4 +38,5 @@ from vistra.data.transforms.geometric import CenterCrop, Pad, RandomCrop, Random
 from vistra.data.transforms.loading import LoadAnnotations, LoadImageFromFile
 from vistra.data.transforms.photometric import ColorJitter, PhotoMetricDistortion, RandomErasing
 from vistra.data.transforms.resize import RandomResize, RandomResizedCrop, Resize, ResizeEdge
+from vistra.data.transforms.tta import TestTimeAug
 from vistra.data.transforms.wrappers import RandomApply, RandomChoice

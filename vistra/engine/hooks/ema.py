@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from vistra.dist.model_wrap import unwrap
+from vistra.engine import checkpoint as ckpt_io
 from vistra.engine.hooks.hook import Hook
 from vistra.registry import HOOKS, MODELS
 
@@ -73,7 +76,9 @@ class EMAHook(Hook):
 
     As in MMEngine, a saved checkpoint's ``state_dict`` holds the EMA weights (so
     ``test`` and ``load_from`` get them directly) and ``ema_state_dict`` holds the raw
-    training weights; resuming swaps them back.
+    training weights; resuming swaps them back. Averaging starts at iteration
+    ``begin_iter`` or epoch ``begin_epoch`` (counted from 1, MMEngine's rule); until then
+    the copy follows the model exactly.
     """
 
     priority = "NORMAL"
@@ -81,15 +86,24 @@ class EMAHook(Hook):
     def __init__(
         self,
         ema_type: str = "ExponentialMovingAverage",
-        strict_load: bool = True,
+        strict_load: bool = False,
         begin_iter: int = 0,
         begin_epoch: int = 0,
         **kwargs: Any,
     ) -> None:
+        if begin_iter and begin_epoch:
+            raise ValueError(
+                f"EMAHook: set begin_iter ({begin_iter}) or begin_epoch ({begin_epoch}), not both"
+            )
+        if begin_iter < 0 or begin_epoch < 0:
+            raise ValueError(
+                f"EMAHook: begin_iter and begin_epoch must be >= 0, got {begin_iter}, {begin_epoch}"
+            )
         self.ema_cfg = dict(type=ema_type, **kwargs)
         self.strict_load = strict_load
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
+        self.enabled_by_epoch = begin_epoch > 0  # otherwise by iteration (from 0: at once)
         self.ema_model: ExponentialMovingAverage | None = None
 
     def before_run(self, runner: Any) -> None:
@@ -100,25 +114,45 @@ class EMAHook(Hook):
         )
 
     def before_train(self, runner: Any) -> None:
-        if self.begin_epoch and runner.max_epochs and self.begin_epoch >= runner.max_epochs:
+        if self.enabled_by_epoch and self.begin_epoch > runner.max_epochs:
             raise ValueError(
-                f"EMAHook begin_epoch={self.begin_epoch} is not before max_epochs={runner.max_epochs}"
+                f"EMAHook begin_epoch={self.begin_epoch} is after max_epochs={runner.max_epochs}"
             )
+        if not self.enabled_by_epoch and self.begin_iter > runner.max_iters:
+            raise ValueError(
+                f"EMAHook begin_iter={self.begin_iter} is after max_iters={runner.max_iters}"
+            )
+
+    def _started(self, runner: Any) -> bool:
+        # MMEngine's rule: the iteration (epoch) numbered begin_iter (begin_epoch), counting
+        # from 1, is the first one averaged.
+        if self.enabled_by_epoch:
+            return runner.epoch + 1 >= self.begin_epoch
+        return runner.iter + 1 >= self.begin_iter
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None
     ) -> None:
         assert self.ema_model is not None
-        if runner.iter + 1 <= self.begin_iter or runner.epoch < self.begin_epoch:
-            # before the EMA starts, track the model exactly
-            self.ema_model.module.load_state_dict(unwrap(runner.model).state_dict())
-        else:
+        if self._started(runner):
             self.ema_model.update_parameters(unwrap(runner.model))
+        else:  # before the EMA starts, track the model exactly
+            self.ema_model.module.load_state_dict(unwrap(runner.model).state_dict())
+
+    def _swapped_tensors(self, runner: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Model and EMA tensors that evaluation swaps: the parameters, and the buffers too
+        when the EMA averages them (otherwise they are equal already)."""
+        assert self.ema_model is not None
+        model, ema = unwrap(runner.model), self.ema_model.module
+        if self.ema_model.update_buffers:
+            return zip(
+                itertools.chain(model.parameters(), model.buffers()),
+                itertools.chain(ema.parameters(), ema.buffers()),
+            )
+        return zip(model.parameters(), ema.parameters())
 
     def _swap(self, runner: Any) -> None:
-        assert self.ema_model is not None
-        model = unwrap(runner.model)
-        for p, ema_p in zip(model.parameters(), self.ema_model.module.parameters()):
+        for p, ema_p in self._swapped_tensors(runner):
             tmp = p.data.clone()
             p.data.copy_(ema_p.data)
             ema_p.data.copy_(tmp)
@@ -150,8 +184,19 @@ class EMAHook(Hook):
                 logger.warning(
                     "checkpoint has no ema_state_dict; the EMA starts from its state_dict"
                 )
-            self.ema_model.module.load_state_dict(
-                copy.deepcopy(checkpoint["state_dict"]), strict=self.strict_load
+            self._load_into_ema(checkpoint)
+
+    def _load_into_ema(self, checkpoint: dict) -> None:
+        """The checkpoint's weights into the EMA copy, as the runner loads them into the
+        model: what fits is loaded, a mismatched head is reported, not fatal (fine-tuning),
+        unless ``strict_load``."""
+        assert self.ema_model is not None
+        state = ckpt_io.revise_keys(copy.deepcopy(ckpt_io.extract_state_dict(checkpoint)))
+        report = ckpt_io.load_state_dict(self.ema_model.module, state, source="EMAHook")
+        if self.strict_load and (report.unset or report.unexpected):
+            raise ckpt_io.CheckpointError(
+                f"EMAHook(strict_load=True): the checkpoint does not fit the EMA model\n"
+                f"{report.table()}"
             )
 
     @staticmethod

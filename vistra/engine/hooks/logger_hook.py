@@ -144,6 +144,11 @@ class LoggerHook(Hook):
     def after_train(self, runner: Any) -> None:
         self._bar.stop()
 
+    def after_run(self, runner: Any) -> None:
+        # As MMEngine: the run is over, so the backends close their files (TensorBoard's
+        # writer thread and event file); a later write opens them again.
+        runner.visualizer.close()
+
     # ------------------------------------------------------------------ val / test
     def _eval_extra(self, runner: Any, mode: str) -> dict[str, float]:
         extra = {}
@@ -188,9 +193,23 @@ class LoggerHook(Hook):
         logger.info(line)
         _log_tables(metrics)
         if runner.rank == 0:
+            record = dict(metrics)
+            per_class = _per_class_results(runner.test_loop.evaluator)
+            if per_class:
+                record["per_class"] = per_class
             out = Path(runner.log_dir) / f"{runner.timestamp}.json"
-            out.write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
+            out.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
             logger.info("test metrics written to %s", out)
+
+
+def _per_class_results(evaluator: Any) -> dict[str, Any]:
+    """Per-class tables that metrics such as IoUMetric keep (``classwise_results``)."""
+    out: dict[str, Any] = {}
+    for metric in getattr(evaluator, "metrics", []):
+        table = getattr(metric, "classwise_results", None)
+        if table:
+            out.update(table)
+    return out
 
 
 def _scalar(value: Any) -> bool:

@@ -12,12 +12,23 @@ from vistra.registry import HOOKS
 class RuntimeInfoHook(Hook):
     """Records ``train/lr`` (and ``train/base_lr`` with several parameter groups) and every
     value the training step returned, as ``train/<name>``; validation and test
-    metrics as ``val/<name>``/``test/<name>``."""
+    metrics as ``val/<name>``/``test/<name>``. Like MMEngine's, it keeps the runtime info
+    ``epoch``, ``iter``, ``max_epochs`` and ``max_iters`` current for hooks that read them
+    from the message hub."""
 
     priority = "VERY_HIGH"
 
+    def before_train(self, runner: Any) -> None:
+        hub = runner.message_hub
+        for key in ("epoch", "iter", "max_epochs", "max_iters"):
+            hub.update_info(key, getattr(runner, key))
+
+    def before_train_epoch(self, runner: Any) -> None:
+        runner.message_hub.update_info("epoch", runner.epoch)
+
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         hub = runner.message_hub
+        hub.update_info("iter", runner.iter)
         for name, values in runner.optim_wrapper.get_lr().items():
             hub.update_scalar(f"train/{name}", values[0])
 

@@ -1,6 +1,6 @@
 """Backbones: ResNet family (MMPretrain names and keys), ViT, timm models."""
 
-from vistra.models.backbones import resnet, resnet_cifar, timm_backbone, vision_transformer
+from vistra.models.backbones import resnet, resnet_cifar, timm_backbone, unet, vision_transformer
 from vistra.models.backbones.resnet import (
     BasicBlock,
     Bottleneck,

@@ -1,0 +1,1 @@
+_base_ = './deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py'

@@ -1,0 +1,323 @@
+"""Runner features in real in-process runs: config checks and legacy keys, loop
+schedules, SyncBN on CPU, TensorBoard, the log header and ``init_cfg`` pretrained loading.
+
+Runs train a one-stage ResNet on a few 16x16 synthetic images (well under a second each).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from vistra.config import Config
+from vistra.dist.model_wrap import unwrap
+from vistra.engine.hooks import Hook
+from vistra.engine.runner import Runner
+from vistra.registry import HOOKS, MODELS, RegistryError
+
+
+# ----------------------------------------------------------------------------- helpers
+@HOOKS.register_module(force=True)
+class RunnerTestProbe(Hook):
+    """Records when validation runs (completed epochs or iterations) and the weights the
+    model holds when the run starts (after ``init_weights``)."""
+
+    def __init__(self, by_epoch: bool = True) -> None:
+        self.by_epoch = by_epoch
+        self.val_points: list[int] = []
+        self.start_weights: dict[str, torch.Tensor] = {}
+
+    def before_run(self, runner: Any) -> None:
+        model = unwrap(runner.model)
+        self.start_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
+        self.val_points.append(runner.epoch if self.by_epoch else runner.iter)
+
+
+def tiny_cfg(work_dir: Path, max_epochs: int = 2, train_samples: int = 8, **top: Any) -> dict:
+    """A classifier config on in-memory shapes; ``top`` replaces top-level keys."""
+    pipeline = [dict(type="PackInputs")]
+
+    def loader(split: str, n: int, shuffle: bool) -> dict:
+        dataset = dict(
+            type="ShapesDataset", num_samples=n, num_classes=3, img_size=16, seed=0, split=split
+        )
+        return dict(
+            batch_size=4,
+            num_workers=0,
+            dataset=dict(dataset, pipeline=pipeline),
+            sampler=dict(type="DefaultSampler", shuffle=shuffle),
+        )
+
+    cfg = dict(
+        work_dir=str(work_dir),
+        model=dict(
+            type="ImageClassifier",
+            backbone=dict(
+                type="ResNet_CIFAR",
+                depth=18,
+                num_stages=1,
+                strides=(1,),
+                dilations=(1,),
+                stem_channels=8,
+                base_channels=8,
+                out_indices=(0,),
+            ),
+            neck=dict(type="GlobalAveragePooling"),
+            head=dict(type="LinearClsHead", num_classes=3, in_channels=8, topk=(1,)),
+            data_preprocessor=dict(num_classes=3, mean=[127.5] * 3, std=[64.0] * 3, to_rgb=True),
+        ),
+        train_dataloader=loader("train", train_samples, True),
+        val_dataloader=loader("val", 4, False),
+        val_evaluator=dict(type="Accuracy", topk=(1,)),
+        val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05, momentum=0.9)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=1, draw_curves=False)),
+        randomness=dict(seed=0),
+    )
+    cfg.update(top)
+    return cfg
+
+
+def build(cfg: dict) -> Runner:
+    return Runner.from_config(Config(copy.deepcopy(cfg)))
+
+
+def train(cfg: dict) -> Runner:
+    runner = build(cfg)
+    runner.train()
+    return runner
+
+
+def probe_of(runner: Runner) -> RunnerTestProbe:
+    (probe,) = [h for h in runner.hooks if isinstance(h, RunnerTestProbe)]
+    return probe
+
+
+def run_dir(work_dir: Path) -> Path:
+    return sorted(p for p in Path(work_dir).iterdir() if p.is_dir() and p.name[:8].isdigit())[-1]
+
+
+def log_text(work_dir: Path) -> str:
+    run = run_dir(work_dir)
+    return (run / f"{run.name}.log").read_text()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The machine's cores are shared: one thread is several times faster for tiny models.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TENSORBOARD = dict(
+    type="Visualizer",
+    vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")],
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two epochs (2 iterations each) logging to the local and TensorBoard backends."""
+    work = tmp_path_factory.mktemp("trained")
+    cfg = tiny_cfg(work, visualizer=TENSORBOARD)
+    before = set(threading.enumerate())
+    train(cfg)
+    writers = [  # TensorBoard writer threads the run left running
+        t for t in set(threading.enumerate()) - before if type(t).__name__ == "_AsyncWriterThread"
+    ]
+    return work, cfg, writers
+
+
+# ----------------------------------------------------------------------------- config checks
+def test_legacy_evaluation_interval_maps_to_val_interval(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_epochs=4, train_samples=4, evaluation=dict(interval=2))
+    cfg["custom_hooks"] = [dict(type="RunnerTestProbe")]
+    with pytest.warns(DeprecationWarning, match="evaluation"):
+        runner = build(cfg)
+    runner.train()
+    assert probe_of(runner).val_points == [2, 4]
+
+
+def test_legacy_evaluation_key_is_reported_in_the_log(tmp_path):
+    # a DeprecationWarning alone is hidden outside __main__: CLI users read the log
+    cfg = tiny_cfg(tmp_path, max_epochs=1, train_samples=4, evaluation=dict(interval=2))
+    with pytest.warns(DeprecationWarning):
+        build(cfg)
+    assert "deprecated" in log_text(tmp_path) and "val_interval" in log_text(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "missing, present",
+    [
+        ("optim_wrapper", "train_dataloader"),
+        ("train_cfg", "optim_wrapper"),
+        ("val_evaluator", "val_dataloader"),
+    ],
+)
+def test_an_incomplete_triple_names_what_is_set_and_what_is_missing(tmp_path, missing, present):
+    cfg = tiny_cfg(tmp_path)
+    del cfg[missing]
+    with pytest.raises(RegistryError) as info:
+        build(cfg)
+    message = str(info.value)
+    assert missing in message and present in message
+
+
+# ----------------------------------------------------------------------------- loop schedules
+def mmengine_val_points(
+    max_progress: int, val_interval: int, val_begin: int = 1, dynamic: list | None = None
+) -> list[int]:
+    """MMEngine's EpochBasedTrainLoop/IterBasedTrainLoop schedule: after ``done`` epochs
+    (iterations) the interval is that of the last milestone <= done + 1
+    (``bisect(milestones, done + 1)``), and validation runs when
+    ``done >= val_begin and (done % interval == 0 or done == max)``."""
+    pairs = sorted(dynamic or [])
+    milestones = [0] + [m for m, _ in pairs]
+    intervals = [val_interval] + [i for _, i in pairs]
+    points = []
+    for done in range(1, max_progress + 1):
+        interval = intervals[bisect.bisect(milestones, done + 1) - 1]
+        if done >= val_begin and (done % interval == 0 or done == max_progress):
+            points.append(done)
+    return points
+
+
+SCHEDULES = [
+    # by_epoch, max, val_interval, val_begin, dynamic_intervals
+    (True, 4, 2, 1, None),
+    (True, 4, 1, 3, None),
+    (True, 5, 2, 1, [(3, 1)]),
+    # MMEngine validates at 2 already: bisect(milestones, done + 1) applies milestone 3
+    (True, 5, 5, 1, [(3, 1)]),
+    (False, 6, 3, 1, [(4, 1)]),
+    (False, 6, 4, 1, [(4, 1)]),  # MMEngine: 3, 4, 5, 6
+    (False, 7, 3, 4, None),
+    (False, 5, 2, 1, None),
+]
+
+
+@pytest.mark.parametrize("by_epoch, max_progress, interval, begin, dynamic", SCHEDULES)
+def test_validation_schedule_follows_mmengine(
+    tmp_path, by_epoch, max_progress, interval, begin, dynamic
+):
+    loop = dict(val_interval=interval, val_begin=begin)
+    if dynamic:
+        loop["dynamic_intervals"] = dynamic
+    if by_epoch:
+        train_cfg = dict(by_epoch=True, max_epochs=max_progress, **loop)
+    else:  # MMEngine's shorthand for an IterBasedTrainLoop
+        train_cfg = dict(by_epoch=False, max_iters=max_progress, **loop)
+    cfg = tiny_cfg(tmp_path, train_samples=4, train_cfg=train_cfg)
+    cfg["custom_hooks"] = [dict(type="RunnerTestProbe", by_epoch=by_epoch)]
+    cfg["default_hooks"]["checkpoint"] = None  # not what this test is about
+    runner = train(cfg)
+    expected_loop = "EpochBasedTrainLoop" if by_epoch else "IterBasedTrainLoop"
+    assert type(runner.train_loop).__name__ == expected_loop
+    assert runner.iter == max_progress  # one iteration per epoch
+    assert probe_of(runner).val_points == mmengine_val_points(
+        max_progress, interval, begin, dynamic
+    )
+
+
+def test_iteration_log_lines_with_the_shorthand(tmp_path):
+    cfg = tiny_cfg(tmp_path, train_cfg=dict(by_epoch=False, max_iters=3, val_interval=3))
+    cfg["log_processor"] = dict(by_epoch=False)
+    train(cfg)
+    log = log_text(tmp_path)
+    assert "Iter(train) [3/3]" in log and "Iter(val) [1/1]" in log
+
+
+# ----------------------------------------------------------------------------- SyncBN
+def test_syncbn_config_trains_on_cpu_as_bn(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_epochs=1)
+    cfg["model"]["backbone"]["norm_cfg"] = dict(type="SyncBN", requires_grad=True)
+    cfg.update(test_dataloader=cfg["val_dataloader"], test_evaluator=cfg["val_evaluator"])
+    cfg["test_cfg"] = dict()
+    runner = train(cfg)
+    modules = list(unwrap(runner.model).modules())
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in modules)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in modules)
+    assert "SyncBN converted to BN: this run is single-process" in log_text(tmp_path)
+    # the checkpoint has the keys a BN model has, and testing it converts again
+    bn_cfg = copy.deepcopy(cfg["model"])
+    bn_cfg["backbone"]["norm_cfg"] = dict(type="BN")
+    saved = torch.load(tmp_path / "epoch_1.pth", weights_only=True)["state_dict"]
+    assert set(saved) == set(MODELS.build(bn_cfg).state_dict())
+    metrics = build(dict(cfg, load_from=str(tmp_path / "epoch_1.pth"))).test()
+    assert 0.0 <= metrics["accuracy/top1"] <= 100.0
+
+
+# ----------------------------------------------------------------------------- logging
+def test_tensorboard_scalars_read_back(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work = trained[0]
+    vis = run_dir(work) / "vis_data"
+    (events,) = vis.glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert {"loss", "lr", "accuracy/top1"} <= set(acc.Tags()["scalars"])
+    local = [json.loads(line) for line in (vis / "scalars.json").read_text().splitlines()]
+    for tag in ("loss", "lr", "accuracy/top1"):
+        expected = [(r["step"], r[tag]) for r in local if tag in r]
+        got = [(e.step, e.value) for e in acc.Scalars(tag)]
+        assert [s for s, _ in got] == [s for s, _ in expected], tag
+        assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6), tag
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3, 4]  # one per iteration
+    assert [e.step for e in acc.Scalars("accuracy/top1")] == [1, 2]  # one per epoch
+    # the run is over: TensorBoard's writer is closed, its thread gone (MMEngine closes too)
+    assert not trained[2]
+
+
+def test_log_header_has_the_environment_and_the_full_config(trained):
+    work, cfg, _ = trained
+    log = log_text(work)
+    env = log[log.index("Environment:") : log.index("Config:")]
+    for line in (f"PyTorch: {torch.__version__}", "device: cpu", "seed: 0"):
+        assert line in env, line
+    config = log[log.index("Config:") :]
+    for key in cfg:
+        assert f"\n{key} = " in config, key
+    assert "lr=0.05" in config
+
+
+def test_scalars_json_is_one_object_per_line(trained):
+    work = trained[0]
+    lines = (run_dir(work) / "vis_data" / "scalars.json").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4 + 2  # 4 iterations logged, 2 validations
+    assert all(isinstance(r, dict) and isinstance(r["step"], int) for r in records)
+    train_records = [r for r in records if "loss" in r]
+    assert {"lr", "loss", "time", "data_time", "epoch", "iter", "step"} <= set(train_records[0])
+
+
+# ----------------------------------------------------------------------------- init_cfg
+def test_pretrained_init_cfg_with_prefix_loads_every_backbone_weight(trained, tmp_path):
+    work, cfg, _ = trained
+    source = work / "epoch_1.pth"
+    new = copy.deepcopy(cfg)
+    new.update(work_dir=str(tmp_path), custom_hooks=[dict(type="RunnerTestProbe")])
+    new["model"]["backbone"]["init_cfg"] = dict(
+        type="Pretrained", checkpoint=str(source), prefix="backbone."
+    )
+    new["train_cfg"]["max_epochs"] = 1
+    start = probe_of(train(new)).start_weights
+    saved = torch.load(source, weights_only=True)["state_dict"]
+    backbone = {k: v for k, v in saved.items() if k.startswith("backbone.")}
+    assert backbone and set(backbone) == {k for k in start if k.startswith("backbone.")}
+    differing = [k for k, v in backbone.items() if not torch.equal(start[k], v)]
+    assert not differing, f"not loaded from {source.name}: {differing[:5]}"
+    assert not torch.equal(start["head.fc.weight"], saved["head.fc.weight"])  # prefix kept out
