@@ -23,17 +23,20 @@ _TORCH_SEED_MASK = 2**64 - 1  # torch accepts any 64-bit pattern
 
 @contextmanager
 def seeded_rng(seed: int) -> Iterator[None]:
-    """Seed python/numpy/torch-CPU RNGs from ``seed`` inside the block; restore on exit.
+    """Seed python/numpy/torch-CPU RNGs from ``seed`` inside the block.
 
-    Only torch's CPU default generator is touched: seeding CUDA generators here would
-    change the main process's GPU random stream, which this context promises to leave
-    alone.
+    On exit the caller's streams continue as a function of their own earlier state only,
+    never of ``seed``: torch's generator state is saved and restored (cheap); Python's and
+    NumPy's draw one continuation seed *before* the block and are re-seeded with it after
+    (saving NumPy's 624-word state costs ~90 us, which per sample is a measurable share of
+    a small training step). Only torch's CPU default generator is touched: seeding CUDA
+    generators here would change the main process's GPU random stream.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     seed = int(seed)
-    py_state = random.getstate()
-    np_state = np.random.get_state()
+    py_next = random.getrandbits(64)
+    np_next = int(np.random.randint(0, _NUMPY_SEED_MOD - 1, dtype=np.int64))
     torch_state = torch.random.default_generator.get_state()
     try:
         random.seed(seed)
@@ -41,8 +44,8 @@ def seeded_rng(seed: int) -> Iterator[None]:
         torch.random.default_generator.manual_seed(seed & _TORCH_SEED_MASK)
         yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        random.seed(py_next)
+        np.random.seed(np_next)
         torch.random.default_generator.set_state(torch_state)
 
 
