@@ -1,4 +1,4 @@
-"""Quickstart: train and test small models on the built-in synthetic shapes data.
+"""Quickstart: train and test a classifier and a segmenter on built-in synthetic shapes.
 
 Runs the real CLI (``python -m vistra train`` / ``test``) as a user would, then prints the
 test metrics and where the log, the training curves and the checkpoints are.
@@ -17,9 +17,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> (config, the metric the summary reports)
+# name -> (config, the metric the summary reports, extra test flags)
 DEMOS = {
-    "cls": ("configs/quickstart/cls_shapes.py", "accuracy/top1"),
+    "cls": ("configs/quickstart/cls_shapes.py", "accuracy/top1", []),
+    "seg": (
+        "configs/quickstart/seg_shapes.py",
+        "mIoU",
+        ["--show-dir", "overlays", "--interval", "50"],
+    ),
 }
 
 
@@ -35,14 +40,14 @@ def latest_run_dir(work_dir: Path) -> Path:
 
 
 def demo(name: str, work_root: Path) -> dict:
-    config, metric = DEMOS[name]
+    config, metric, test_flags = DEMOS[name]
     work_dir = work_root / Path(config).stem
     start = time.perf_counter()
     run(["train", config, "--work-dir", str(work_dir)])
     train_s = time.perf_counter() - start
     train_run = latest_run_dir(work_dir)
     checkpoint = work_dir / (work_dir / "last_checkpoint").read_text().strip()
-    run(["test", config, str(checkpoint), "--work-dir", str(work_dir)])
+    run(["test", config, str(checkpoint), "--work-dir", str(work_dir), *test_flags])
     test_run = latest_run_dir(work_dir)
     metrics = json.loads((test_run / f"{test_run.name}.json").read_text())
     return {
@@ -55,6 +60,7 @@ def demo(name: str, work_root: Path) -> dict:
         "curves": train_run / "vis_data" / "curves.png",
         "checkpoints": sorted(p.name for p in work_dir.glob("*.pth")),
         "work_dir": work_dir,
+        "overlays": test_run / "overlays" if test_flags else None,
     }
 
 
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    log:         {r['log']}")
         print(f"    curves:      {r['curves']}")
         print(f"    checkpoints: {r['work_dir']}/{{{', '.join(r['checkpoints'])}}}")
+        if r["overlays"] is not None:
+            print(
+                f"    overlays:    {r['overlays']} ({len(list(r['overlays'].glob('*.png')))} PNGs)"
+            )
     return 0
 
 

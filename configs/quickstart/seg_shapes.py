@@ -1,4 +1,4 @@
-# Quickstart: a small UNet + FCN head segmenting synthetic shapes (7 classes: background
+# Quickstart: a small DeepLabV3+ (ResNet-18-D8, 16 base channels) segmenting synthetic shapes (7 classes: background
 # and six shape kinds). Trains on CPU in a few minutes; data are rendered in memory.
 _base_ = ['../_base_/seg_default_runtime.py']
 
@@ -17,27 +17,26 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='UNet',
-        in_channels=3,
+        type='ResNetV1c',
+        depth=18,
+        stem_channels=16,
         base_channels=16,
         num_stages=4,
-        strides=(1, 1, 1, 1),
-        enc_num_convs=(2, 2, 2, 2),
-        dec_num_convs=(2, 2, 2),
-        downsamples=(True, True, True),
-        enc_dilations=(1, 1, 1, 1),
-        dec_dilations=(1, 1, 1),
+        out_indices=(0, 1, 2, 3),
+        dilations=(1, 1, 2, 4),
+        strides=(1, 2, 1, 1),
         norm_cfg=norm_cfg,
-        act_cfg=dict(type='ReLU'),
-        upsample_cfg=dict(type='InterpConv'),
-        norm_eval=False),
+        norm_eval=False,
+        style='pytorch',
+        contract_dilation=True),
     decode_head=dict(
-        type='FCNHead',
-        in_channels=16,
+        type='DepthwiseSeparableASPPHead',
+        in_channels=128,
         in_index=3,
-        channels=16,
-        num_convs=1,
-        concat_input=False,
+        channels=64,
+        dilations=(1, 2, 3, 4),
+        c1_in_channels=16,
+        c1_channels=16,
         dropout_ratio=0.0,
         num_classes=num_shapes + 1,
         norm_cfg=norm_cfg,
