@@ -122,6 +122,7 @@ class PackSegInputs(BaseTransform):
             "flip",
             "flip_direction",
             "reduce_zero_label",
+            "sample_idx",  # not in MMSeg's list; names outputs of in-memory samples
         ),
     ) -> None:
         self.meta_keys = tuple(meta_keys)

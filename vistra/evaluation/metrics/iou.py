@@ -95,11 +95,15 @@ class IoUMetric(BaseMetric):
                 self._save_prediction(pred_label, sample)
 
     def _save_prediction(self, pred_label: torch.Tensor, sample: dict) -> None:
-        if "img_path" not in sample:
+        if sample.get("img_path"):
+            basename = osp.splitext(osp.basename(sample["img_path"]))[0]
+        elif sample.get("sample_idx") is not None:  # in-memory data: name by index
+            basename = f"{int(sample['sample_idx']):06d}"
+        else:
             raise KeyError(
-                "IoUMetric(output_dir=...) names PNGs after 'img_path', which the sample lacks"
+                "IoUMetric(output_dir=...) names PNGs after 'img_path' or 'sample_idx', "
+                "which the sample lacks"
             )
-        basename = osp.splitext(osp.basename(sample["img_path"]))[0]
         mask = pred_label.cpu().numpy()
         # With reduce_zero_label the model predicts class i for on-disk label i + 1
         # (0 meant "other"); shift back so the PNG uses the dataset's own indices.
