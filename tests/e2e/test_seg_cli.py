@@ -67,11 +67,8 @@ def test_out_dir_writes_index_pngs_and_metrics_json_has_per_class(trained, tmp_p
     (run,) = run_dirs(tmp_path / "t")
     metrics = json.loads((run / f"{run.name}.json").read_text())
     assert {"aAcc", "mIoU", "mAcc"} <= set(metrics)
-    assert (
-        set(metrics["per_class"]["IoU"])
-        == {"background", "circle", "square", "triangle", "star", "cross", "ring"}
-        or len(metrics["per_class"]["IoU"]) == 7
-    )
+    per_class_iou = metrics["per_class"]["IoU"]
+    assert len(per_class_iou) == 7 and "background" in per_class_iou
 
 
 def test_show_dir_writes_overlays(trained, tmp_path):
