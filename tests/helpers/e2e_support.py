@@ -94,3 +94,48 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"weights differ: {different[:5]}"
+
+
+def tool_env(env: dict | None = None) -> dict:
+    """Environment for ``tools/*.sh`` on CPU: this interpreter, helpers importable, one
+    thread per process (several processes share 2 cores)."""
+    full = dict(
+        os.environ,
+        CUDA_VISIBLE_DEVICES="-1",
+        PYTHON=sys.executable,
+        PYTHONPATH=str(REPO / "tests" / "helpers"),
+        OMP_NUM_THREADS="1",
+    )
+    full.pop("PORT", None)
+    full.update(env or {})
+    return full
+
+
+def start_tool(script: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """``bash tools/SCRIPT ARGS`` in the background (output captured as text)."""
+    return subprocess.Popen(
+        ["bash", str(REPO / "tools" / script), *map(str, args)],
+        cwd=cwd,
+        env=tool_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def run_tool(
+    script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300
+) -> Result:
+    proc = start_tool(script, *args, cwd=cwd, env=env)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        raise AssertionError(f"tools/{script} ran over {timeout} s:\n{out[-4000:]}") from None
+    return Result(proc.returncode, out, "")
+
+
+def last_checkpoint(work_dir: Path) -> Path:
+    return Path(work_dir) / (Path(work_dir) / "last_checkpoint").read_text().strip()

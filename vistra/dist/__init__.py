@@ -13,7 +13,7 @@ from vistra.dist.launch import (
     LaunchError,
     cuda_usable,
     destroy_dist,
-    free_port,
     init_dist,
 )
 from vistra.dist.model_wrap import place_model, revert_sync_batchnorm, unwrap
+from vistra.dist.ports import free_port

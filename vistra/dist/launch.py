@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import socket
 import subprocess
 import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+
+from vistra.dist.ports import PortInUseError, ensure_port_free
 
 logger = logging.getLogger("vistra")
 
@@ -68,7 +69,16 @@ def init_dist(
         device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
         return DistInfo(device=device)
 
-    rank, world_size, local_rank = _read_env(launcher, port)
+    rank, world_size, local_rank, port_set_by = _read_env(launcher, port)
+    if rank == 0 and port_set_by is not None:  # rank 0 hosts the store: fail now, not in a hang
+        try:
+            ensure_port_free(
+                int(os.environ["MASTER_PORT"]),
+                port_set_by,
+                "set MASTER_PORT=<port> or --cfg-options env_cfg.dist_cfg.port=<port>",
+            )
+        except PortInUseError as exc:
+            raise LaunchError(str(exc)) from None
     backend = _choose_backend(backend, use_cuda)
     device = (
         torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -101,7 +111,9 @@ def _choose_backend(backend: str | None, use_cuda: bool) -> str:
     return backend
 
 
-def _read_env(launcher: str, port: int | None) -> tuple[int, int, int]:
+def _read_env(launcher: str, port: int | None) -> tuple[int, int, int, str | None]:
+    """(rank, world size, local rank, what set the port when this process's rank 0 must
+    host the store itself: Slurm and MPI; torchrun's agent hosts it otherwise)."""
     env = os.environ
     if launcher == "pytorch":
         missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in env]
@@ -110,7 +122,7 @@ def _read_env(launcher: str, port: int | None) -> tuple[int, int, int]:
                 f"--launcher pytorch expects torchrun's environment; {', '.join(missing)} unset. "
                 "Start with tools/dist_train.sh or torchrun --nproc-per-node N"
             )
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), None
     if launcher == "slurm":
         try:
             rank, world_size = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
@@ -120,10 +132,7 @@ def _read_env(launcher: str, port: int | None) -> tuple[int, int, int]:
                 f"--launcher slurm expects srun's environment; {exc.args[0]} unset"
             ) from None
         os.environ.setdefault("MASTER_ADDR", _first_slurm_host(nodelist))
-        if port is not None:
-            os.environ["MASTER_PORT"] = str(port)
-        os.environ.setdefault("MASTER_PORT", "29500")
-        return rank, world_size, local_rank
+        return rank, world_size, local_rank, _set_master_port(port)
     # mpi: OpenMPI's variables, else MPICH/Intel's PMI_*
     if "OMPI_COMM_WORLD_RANK" in env:
         rank, world_size = int(env["OMPI_COMM_WORLD_RANK"]), int(env["OMPI_COMM_WORLD_SIZE"])
@@ -136,10 +145,19 @@ def _read_env(launcher: str, port: int | None) -> tuple[int, int, int]:
             "--launcher mpi expects mpirun's environment (OMPI_COMM_WORLD_* or PMI_*)"
         )
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    return rank, world_size, local_rank, _set_master_port(port)
+
+
+def _set_master_port(port: int | None) -> str:
+    """MMEngine's order: ``env_cfg.dist_cfg.port``, else ``MASTER_PORT``, else 29500.
+    Returns the setting a user changes to move it, for the busy-port message."""
     if port is not None:
         os.environ["MASTER_PORT"] = str(port)
-    os.environ.setdefault("MASTER_PORT", "29500")
-    return rank, world_size, local_rank
+        return "env_cfg.dist_cfg.port"
+    if "MASTER_PORT" in os.environ:
+        return "MASTER_PORT"
+    os.environ["MASTER_PORT"] = "29500"
+    return "the default, as MASTER_PORT is unset"
 
 
 def _first_slurm_host(nodelist: str) -> str:
@@ -156,13 +174,6 @@ def _first_slurm_host(nodelist: str) -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return nodelist.split(",")[0].split("[")[0]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def destroy_dist() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import logging
 from typing import Any
 
@@ -78,8 +80,15 @@ def place_model(
     kwargs.pop("type", None)
     if on_gpu:
         kwargs.setdefault("device_ids", [dist.device.index])
-    kwargs.setdefault("broadcast_buffers", False)
     kwargs.setdefault("find_unused_parameters", False)
+    # MMEngine's default is broadcast_buffers=False (buffers stay rank-local after the start;
+    # vistra broadcasts all weights and buffers from rank 0 once, before training). Newer
+    # torch deprecates that flag for forward_sync_buffers, which means the same here.
+    broadcast = bool(kwargs.pop("broadcast_buffers", False))
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        kwargs.setdefault("forward_sync_buffers", broadcast)
+    else:
+        kwargs["broadcast_buffers"] = broadcast
     return DistributedDataParallel(model, **kwargs)
 
 

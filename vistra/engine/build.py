@@ -178,7 +178,8 @@ def build_dataloader(
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate,
-        pin_memory=cfg.get("pin_memory", pin_memory_default),
+        # pinning means nothing without CUDA (torch warns), so a CPU run ignores the flag
+        pin_memory=bool(cfg.get("pin_memory", pin_memory_default)) and torch.cuda.is_available(),
         drop_last=cfg.get("drop_last", False),
         generator=generator,
         worker_init_fn=partial(_worker_init, num_workers=num_workers, rank=rank, seed=seed)

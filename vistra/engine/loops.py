@@ -102,8 +102,11 @@ class _TrainLoop:
 
     def _run_iter(self, batch_idx: int, data_batch: dict) -> None:
         runner = self.runner
+        n = self._iter + 1
         runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
+        runner.watchdog.mark(f"train iter {n}: forward, backward, gradient all-reduce")
         outputs = train_step(runner.model, data_batch, runner.optim_wrapper)
+        runner.watchdog.mark(f"train iter {n}: after-iteration hooks")
         self._batch_in_epoch += 1
         self.val_due = self._val_due_after_iter()
         self._phase = "after_iter"
@@ -112,9 +115,11 @@ class _TrainLoop:
         )
         self._phase = ""
         self._iter += 1
+        runner.watchdog.mark(f"train iter {n}: stop-signal all-reduce")
         if runner.stop_requested():
             runner.save_stop_checkpoint()
             self.stop_training = True
+        runner.watchdog.mark(f"train iter {n + 1}: loading data")
 
     def loop_state(self) -> dict[str, int]:
         """The position a checkpoint written *now* resumes from."""
@@ -317,9 +322,13 @@ class _EvalLoop:
         runner.call_hook(f"before_{mode}")
         runner.call_hook(f"before_{mode}_epoch")
         runner.model.eval()
+        runner.watchdog.mark(f"{mode} batch 0: loading data")
         for batch_idx, data_batch in enumerate(self.dataloader):
+            runner.watchdog.mark(f"{mode} batch {batch_idx}: predict")
             self.run_iter(batch_idx, data_batch)
-        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            runner.watchdog.mark(f"{mode} batch {batch_idx + 1}: loading data")
+        with runner.watchdog.busy(f"{mode}: gathering results and computing metrics"):
+            metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         runner.call_hook(f"after_{mode}_epoch", metrics=metrics)
         runner.call_hook(f"after_{mode}")
         return metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import platform
 import signal
 import sys
@@ -23,7 +24,8 @@ import torch
 import torch.distributed as torch_dist
 
 import vistra
-from vistra.dist import DistInfo, broadcast_object, init_dist, place_model, unwrap
+from vistra.dist import DistInfo, broadcast_object, init_dist, place_model, slurm, unwrap
+from vistra.dist.watchdog import DEFAULT_TIMEOUT, NullWatchdog, Watchdog
 from vistra.engine import build as B
 from vistra.engine import checkpoint as ckpt_io
 from vistra.engine.logging import LogProcessor, MessageHub, setup_logger
@@ -67,6 +69,7 @@ class Runner:
         self.resuming = False
         self._stop_signal: int | None = None
         self._loaded_rng: list | None = None
+        self.watchdog: Watchdog | NullWatchdog = NullWatchdog()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -227,8 +230,10 @@ class Runner:
         )
         if self._loaded_rng is not None:  # last, so nothing after it draws from the RNGs
             B.set_rng_state(self._loaded_rng[min(self.rank, len(self._loaded_rng) - 1)])
+        self.watchdog = self._start_watchdog("train")
         with self._stop_signals():
             model = self.train_loop.run()
+        self.watchdog.stop()
         self.call_hook("after_run")
         return model
 
@@ -245,7 +250,9 @@ class Runner:
                 "test needs a checkpoint: pass CHECKPOINT or set load_from"
             )
         self.load_checkpoint(load_from, strict=bool(self.cfg.get("test_strict_load", True)))
+        self.watchdog = self._start_watchdog("test")
         metrics = self.test_loop.run()
+        self.watchdog.stop()
         self.call_hook("after_run")
         return metrics
 
@@ -275,7 +282,8 @@ class Runner:
         self.call_hook("before_save_checkpoint", checkpoint=checkpoint)
         if not self.dist.is_main:
             return None
-        path = ckpt_io.save_checkpoint(checkpoint, Path(out_dir) / filename)
+        with self.watchdog.busy(f"saving checkpoint {filename}"):
+            path = ckpt_io.save_checkpoint(checkpoint, Path(out_dir) / filename)
         if not update_last:  # best_* files are not resume points
             return path
         try:
@@ -323,6 +331,14 @@ class Runner:
     def _resume_source(self) -> str | None:
         """The checkpoint to resume from: ``--resume PATH``, or the newest in the work dir."""
         resume, load_from = self.cfg.get("resume", False), self.cfg.get("load_from")
+        if not resume and slurm.restart_count() > 0:
+            logger.warning(
+                "restart %d of this job (requeued or restarted by its launcher): resuming from "
+                "the latest checkpoint in %s",
+                slurm.restart_count(),
+                self.work_dir,
+            )
+            resume, load_from = "auto", None
         if not resume:
             return None
         if isinstance(resume, str) and resume != "auto":
@@ -416,26 +432,45 @@ class Runner:
         return _Handler()
 
     def stop_requested(self) -> bool:
-        requested = self._stop_signal is not None
+        """Whether any rank got SIGTERM/SIGUSR1; every rank calls this at each step boundary,
+        so all of them stop after the same step. USR1 (a preemption warning) wins over TERM
+        because it also requeues the job."""
+        code = {None: 0, signal.SIGTERM: 1, signal.SIGUSR1: 2}.get(self._stop_signal, 1)
         if torch_dist.is_available() and torch_dist.is_initialized():
             flag = torch.tensor(
-                [1 if requested else 0],
-                device=self.device if self.dist.backend == "nccl" else "cpu",
+                [code], device=self.device if self.dist.backend == "nccl" else "cpu"
             )
             torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
-            requested = bool(flag.item())
-        return requested
+            code = int(flag.item())
+        if code and self._stop_signal is None:
+            self._stop_signal = signal.SIGUSR1 if code == 2 else signal.SIGTERM
+        return code > 0
 
     def save_stop_checkpoint(self) -> None:
         path = self.save_checkpoint(
             self.work_dir, f"iter_{self.train_loop.loop_state()['iter']}.pth"
         )
-        if path is not None:
-            logger.warning(
-                "stopped by signal after iteration %d; checkpoint %s; resume with --resume",
-                self.iter,
-                path,
-            )
+        if path is None:
+            return
+        name = signal.Signals(self._stop_signal or signal.SIGTERM).name
+        logger.warning(
+            "stopped by %s after iteration %d; checkpoint %s; resume with --resume",
+            name,
+            self.iter,
+            path,
+        )
+        if self._stop_signal == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
+            slurm.requeue_this_job()
+
+    def _start_watchdog(self, kind: str) -> Watchdog | NullWatchdog:
+        if self.world_size < 2:
+            return NullWatchdog()
+        dist_cfg = dict((self.cfg.get("env_cfg") or {}).get("dist_cfg") or {})
+        timeout = dist_cfg.get("watchdog_timeout", DEFAULT_TIMEOUT)
+        if not timeout:
+            return NullWatchdog()
+        prefix = f"vistra/watchdog/{self.timestamp}/{kind}"
+        return Watchdog(self.rank, self.world_size, float(timeout), prefix).start()
 
     def draw_curves(self) -> None:
         from vistra.visualization import plot_training_curves
