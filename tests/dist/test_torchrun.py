@@ -11,15 +11,16 @@ import time
 import pytest
 import torch
 from e2e_support import (
-    TINY_CLS,
     assert_same_weights,
     last_checkpoint,
     load_weights,
     read_jsonl,
+    record,
     run_cli,
     run_dirs,
     run_tool,
     start_tool,
+    write_cfg,
 )
 
 from vistra.dist import free_port
@@ -28,20 +29,6 @@ pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 # group norm: a step's gradient then does not depend on how the batch is split over ranks
 GN = "\nmodel['backbone']['norm_cfg'] = dict(type='GN', num_groups=4)\n"
-
-
-def write_cfg(tmp_path, name="tiny.py", *, batch=4, max_epochs=2, hooks=(), extra=""):
-    text = TINY_CLS.format(num_classes=3, max_epochs=max_epochs, num_workers=0)
-    text += f"\ntrain_dataloader['batch_size'] = {batch}\n{extra}"
-    if hooks:
-        text += f"\ncustom_hooks = [{', '.join(hooks)}]\n"
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def record(tmp_path, name):
-    return f"dict(type='RecordBatchesHook', out_file='{tmp_path}/{name}_{{rank}}.jsonl')"
 
 
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):

@@ -139,3 +139,27 @@ def run_tool(
 
 def last_checkpoint(work_dir: Path) -> Path:
     return Path(work_dir) / (Path(work_dir) / "last_checkpoint").read_text().strip()
+
+
+def write_cfg(
+    tmp_path: Path,
+    name: str = "tiny.py",
+    *,
+    batch: int = 4,
+    max_epochs: int = 2,
+    hooks=(),
+    extra: str = "",
+) -> Path:
+    """TINY_CLS with ``batch`` per process, ``custom_hooks`` and extra lines."""
+    text = TINY_CLS.format(num_classes=3, max_epochs=max_epochs, num_workers=0)
+    text += f"\ntrain_dataloader['batch_size'] = {batch}\n{extra}"
+    if hooks:
+        text += f"\ncustom_hooks = [{', '.join(hooks)}]\n"
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def record(tmp_path: Path, name: str) -> str:
+    """A RecordBatchesHook writing ``name_{rank}.jsonl`` under ``tmp_path``."""
+    return f"dict(type='RecordBatchesHook', out_file='{tmp_path}/{name}_{{rank}}.jsonl')"

@@ -13,11 +13,11 @@ class RecordBatchesHook(Hook):
     """Appends the sample indices of every training batch to a JSON-lines file."""
 
     def __init__(self, out_file: str) -> None:
-        self.out_file = out_file  # may contain {rank}
+        self.out_file = out_file  # may contain {rank} and {work_dir}
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         ids = [int(s.metainfo.get("sample_idx", -1)) for s in data_batch["data_samples"]]
-        with open(self.out_file.format(rank=runner.rank), "a") as f:
+        with open(self.out_file.format(rank=runner.rank, work_dir=runner.work_dir), "a") as f:
             f.write(json.dumps({"iter": runner.iter, "ids": ids, "loss": outputs["loss"]}) + "\n")
 
 
@@ -50,3 +50,16 @@ class SleepAtIterHook(Hook):
             import time
 
             time.sleep(self.seconds)
+
+
+@HOOKS.register_module()
+class SleepEveryIterHook(Hook):
+    """Slows training down so that a test can signal it mid-run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        import time
+
+        time.sleep(self.seconds)

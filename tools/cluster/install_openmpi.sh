@@ -35,7 +35,11 @@ skip() {
 
 pkgs=()
 command -v mpirun >/dev/null || pkgs+=(openmpi-bin)
-((want_dev)) && ! command -v mpicc >/dev/null && pkgs+=(libopenmpi-dev)
+# mpicc itself ships with openmpi-bin; the headers and libraries it needs come with libopenmpi-dev.
+dev_installed() { dpkg-query -W -f='${Status}' libopenmpi-dev 2>/dev/null | grep -q 'ok installed'; }
+if ((want_dev)) && ! dev_installed; then
+    pkgs+=(libopenmpi-dev)
+fi
 if ((${#pkgs[@]} == 0)); then
     log "already installed: $(command -v mpirun) ($(mpirun --version 2>/dev/null | head -n1))"
     exit 0

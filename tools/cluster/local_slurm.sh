@@ -12,7 +12,7 @@
 #   VISTRA_SLURM_DIR      state dir: spool, state save, pid files, logs (default /tmp/vistra-slurm)
 #   SLURM_CONF            where slurm.conf is written (default /etc/slurm/slurm.conf, which the
 #                         Debian binaries read without SLURM_CONF, so plain srun/sbatch just work)
-#   VISTRA_SLURM_CPUS     CPUs to declare for the node (default: nproc). More than the machine has
+#   VISTRA_SLURM_CPUS     CPUs to declare for the node (default: nproc --all). More than the machine has
 #                         is allowed (SlurmdParameters=config_overrides), e.g. to run -n 4 on 2 cores.
 #   VISTRA_SLURM_CRED_EXPIRE  AuthInfo=cred_expire seconds, which is also how long a requeued job
 #                         waits before it may start again (default 10; Slurm's own default is 120)
@@ -56,10 +56,7 @@ free_port_from() {
     local p=$1 other=${2:-0}
     while port_in_use "$p" || [[ $p == "$other" ]]; do
         p=$((p + 1))
-        ((p < 65000)) || {
-            log "no free port found"
-            exit 1
-        }
+        ((p < 65000)) || return 1
     done
     echo "$p"
 }
@@ -136,8 +133,7 @@ start_munge() {
     # A crashed munged leaves its socket and pid file behind; --force starts over them.
     runuser -u munge -- munged --force 9>&- || skip "munged failed to start (see /var/log/munge/munged.log)"
     cp /run/munge/munged.pid "$STATE_DIR/munged.pid" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         munge_works && return 0
         sleep 0.1
     done
@@ -147,12 +143,14 @@ start_munge() {
 # ---------------------------------------------------------------------------------------------
 # slurm.conf
 # ---------------------------------------------------------------------------------------------
-# Echo "KEY VALUE" from our own earlier conf, so restarts keep their ports.
+# Echo the number KEY=<n> in the slurm.conf this script wrote before (so restarts keep their ports).
 old_conf_value() {
     [[ -f $CONF ]] && grep -qF "$MARKER" "$CONF" || return 0
     sed -n "s/^$1=\([0-9]*\)$/\1/p" "$CONF" | head -n1
 }
 
+# Write slurm.conf; sets CONF_CHANGED=1 when its content differs from what was there.
+CONF_CHANGED=0
 write_conf() {
     local host addr cpus mem_total mem margin ctld_port d_port cred_expire
     cred_expire=${VISTRA_SLURM_CRED_EXPIRE:-10}
@@ -161,7 +159,8 @@ write_conf() {
     # (Slurm would otherwise fail to look the node up).
     addr=$(getent ahostsv4 "$host" 2>/dev/null | awk 'NR == 1 { print $1 }')
     [[ -n $addr ]] || addr=127.0.0.1
-    cpus=${VISTRA_SLURM_CPUS:-$(nproc)}
+    # not plain nproc: it honours OMP_NUM_THREADS, which test runs set to 1
+    cpus=${VISTRA_SLURM_CPUS:-$(nproc --all)}
     mem_total=$(free -m | awk '/^Mem:/ { print $2 }')
     # slurmd drains a node whose real memory is below RealMemory; leave 5% (>= 256 MiB) spare.
     margin=$((mem_total / 20))
@@ -175,9 +174,14 @@ write_conf() {
     if [[ -z $ctld_port ]] || { ! pid_alive "$STATE_DIR/slurmctld.pid" slurmctld && port_in_use "$ctld_port"; }; then
         ctld_port=$(free_port_from 6817)
     fi
-    if [[ -z $d_port ]] || { ! pid_alive "$STATE_DIR/slurmd.pid" slurmd && port_in_use "$d_port"; }; then
+    if [[ -z $d_port || $d_port == "$ctld_port" ]] ||
+        { ! pid_alive "$STATE_DIR/slurmd.pid" slurmd && port_in_use "$d_port"; }; then
         d_port=$(free_port_from 6818 "$ctld_port")
     fi
+    [[ -n $ctld_port && -n $d_port ]] || {
+        log "no free TCP port for slurmctld/slurmd"
+        exit 1
+    }
 
     mkdir -p "$(dirname "$CONF")" "$STATE_DIR/ctld" "$STATE_DIR/spool"
     if [[ -f $CONF ]] && ! grep -qF "$MARKER" "$CONF" && [[ ! -f $CONF.vistra-backup ]]; then
@@ -221,26 +225,27 @@ JobRequeue=1
 ReturnToService=2
 # Seconds between SIGTERM and SIGKILL at a time limit or scancel (Slurm's default).
 KillWait=30
-# Keep finished jobs visible to scontrol/sacct-less queries for 5 minutes.
+# Keep finished jobs visible to squeue/scontrol for 5 minutes (there is no accounting database).
 MinJobAge=300
 InactiveLimit=0
+MailProg=/bin/true
 NodeName=$host NodeAddr=$addr CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
     if [[ -f $CONF ]] && cmp -s "$CONF" "$CONF.tmp.$$"; then
         rm -f "$CONF.tmp.$$"
-        return 1 # unchanged
+    else
+        mv "$CONF.tmp.$$" "$CONF"
+        CONF_CHANGED=1
     fi
-    mv "$CONF.tmp.$$" "$CONF"
     cp "$CONF" "$STATE_DIR/slurm.conf"
-    return 0 # changed
 }
 
 # ---------------------------------------------------------------------------------------------
 # Daemons
 # ---------------------------------------------------------------------------------------------
 stop_pidfile() {
-    local file=$1 name=$2 pid i
+    local file=$1 name=$2 pid
     pid_alive "$file" "$name" || {
         rm -f "$file"
         return 0
@@ -248,7 +253,7 @@ stop_pidfile() {
     pid=$(<"$file")
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         [[ -d /proc/$pid ]] || break
         sleep 0.1
     done
@@ -259,7 +264,9 @@ stop_pidfile() {
     rm -f "$file"
 }
 
-node_state() { timeout 10 sinfo -h -p "$PARTITION" -o %t 2>/dev/null | head -n1; }
+# The node's short state (idle, mix, alloc, down, drain, idle* ...), or nothing while slurmctld is
+# not answering yet.
+node_state() { timeout 10 sinfo -h -p "$PARTITION" -o %t 2>/dev/null | head -n1 || true; }
 
 # True once the slurmd started at epoch $2 or later has registered node $1 with slurmctld (a
 # restarted slurmctld reports the saved node state before slurmd has spoken to it).
@@ -294,7 +301,8 @@ cmd_start() {
     ensure_installed
     start_munge
 
-    if write_conf; then
+    write_conf
+    if ((CONF_CHANGED)); then
         if pid_alive "$STATE_DIR/slurmctld.pid" slurmctld || pid_alive "$STATE_DIR/slurmd.pid" slurmd; then
             log "slurm.conf changed; restarting the daemons"
             stop_pidfile "$STATE_DIR/slurmd.pid" slurmd

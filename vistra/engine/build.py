@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import random
+import signal
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -117,6 +118,11 @@ def _worker_init(worker_id: int, num_workers: int, rank: int, seed: int) -> None
     # MMEngine's worker seed; per-sample seeds (samplers.py) make augmentation independent
     # of it, but transforms outside vistra datasets still get distinct, reproducible seeds.
     worker_seed = num_workers * rank + worker_id + seed
+    # Schedulers signal every process of a job (Slurm's --signal, scancel --signal): the
+    # main process turns SIGTERM/SIGUSR1 into a checkpoint and a clean stop, while a worker
+    # killed by them would crash the loader first. Workers end when the main process does.
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     np.random.seed(worker_seed % 2**32)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)
