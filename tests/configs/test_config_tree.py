@@ -159,5 +159,6 @@ def test_config_trains_two_iterations_and_validates(path, tmp_path):
         logging.getLogger("vistra").handlers.clear()
     assert runner.iter == 2
     scalars = (Path(runner.log_dir) / "vis_data" / "scalars.json").read_text().splitlines()
-    assert len(scalars) >= 3  # two train lines and one validation line
+    # two train lines and one validation line (pre-training configs have no validation)
+    assert len(scalars) >= (3 if cfg.get("val_dataloader") is not None else 2)
     assert all(torch.isfinite(p).all() for p in runner.model.parameters())
