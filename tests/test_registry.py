@@ -69,6 +69,36 @@ def test_unknown_type_names_registry_key_path_and_suggestion():
     assert "unknown model type 'ResNetV1'" in msg
     assert "model.backbone" in msg
     assert "did you mean 'ResNetV1c'" in msg
+    assert "custom_imports = dict(imports=['my_module'])" in msg  # how to add one's own class
+    assert "@REGISTRY.register_module()" in msg  # a registry outside vistra.registry
+
+
+def test_unknown_type_of_a_named_registry_names_it_for_register_module():
+    from vistra.registry import DATASETS
+
+    with pytest.raises(RegistryError) as info:
+        DATASETS.build(dict(type="HandBoneDataset"), key_path="train_dataloader.dataset")
+    msg = str(info.value)
+    assert msg.startswith("unknown dataset type 'HandBoneDataset' (config key ")
+    assert "did you mean" in msg and "@DATASETS.register_module()" in msg
+
+
+def test_user_class_taking_a_vistra_name_fails_at_its_own_registration():
+    # The user's module registers before vistra's datasets were imported: the clash used to
+    # pass silently (the user's class replaced vistra's) or fail later inside vistra's import.
+    code = (
+        "from vistra.registry import DATASETS\n"
+        "class FootArchDataset: pass\n"
+        "FootArchDataset.__module__ = 'my_project.datasets'\n"
+        "DATASETS.register_module(module=FootArchDataset)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert (
+        "RegistryError: cannot register my_project.datasets.FootArchDataset as "
+        "'FootArchDataset': 'FootArchDataset' is already registered in the dataset registry "
+        "(by vistra.data.datasets.feetarch.FootArchDataset)"
+    ) in result.stderr
 
 
 def test_unknown_argument_suggests_valid_ones():

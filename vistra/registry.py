@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -62,6 +63,12 @@ class Registry:
         """
         if name is not None and not isinstance(name, (str, list)):
             raise TypeError(f"register_module(name=...) takes a str or a list of str, got {name!r}")
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller != "vistra" and not caller.startswith("vistra."):
+            # A user's module: fill the registry first, so that a name vistra already uses
+            # is an error here, naming the user's class, and not later inside vistra's own
+            # import (or, worse, a silent replacement of vistra's class).
+            self._import_locations()
         if module is not None:
             self._register(module, name, force)
             return module
@@ -80,9 +87,10 @@ class Registry:
             existing = self._modules.get(key)
             if existing is not None and existing is not obj and not force:
                 raise RegistryError(
-                    f"{key!r} is already registered in the {self.name} registry "
-                    f"(by {existing.__module__}.{existing.__qualname__}); "
-                    "pass force=True to replace it"
+                    f"cannot register {_qualname(obj)} as {key!r}: {key!r} is already "
+                    f"registered in the {self.name} registry (by {_qualname(existing)}); "
+                    "register it under another name (register_module(name='...')) or pass "
+                    "force=True to replace the existing one"
                 )
             self._modules[key] = obj
 
@@ -158,7 +166,10 @@ def build_from_cfg(
             hint = did_you_mean(_strip_scope(obj_type), registry.keys())
             raise RegistryError(
                 f"unknown {registry.name} type {obj_type!r}{where}.{hint}"
-                + ("" if hint else f" Registered: {', '.join(registry.keys())}")
+                + ("" if hint else f" Registered: {', '.join(registry.keys())}.")
+                + f" A class of your own must be registered (@{_variable(registry)}"
+                ".register_module()) in a module that the config imports: custom_imports = "
+                "dict(imports=['my_module']), with my_module on PYTHONPATH"
             )
         type_name = obj_type
     elif callable(obj_type):
@@ -194,6 +205,15 @@ def check_arguments(obj_cls: Callable, args: Mapping[str, Any], type_name: str, 
                 f"{type_name}{where} got an unexpected argument {key!r}.{hint}"
                 f" Valid arguments: {', '.join(valid)}"
             )
+
+
+def _variable(registry: Registry) -> str:
+    """The name under which vistra.registry holds ``registry`` (``'DATASETS'``), for errors."""
+    return next((k for k, v in globals().items() if v is registry), "REGISTRY")
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

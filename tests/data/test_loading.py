@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from PIL import Image
 
+from vistra.data.errors import DataError
 from vistra.data.transforms.loading import LoadAnnotations, LoadImageFromFile
 from vistra.registry import TRANSFORMS
 
@@ -53,10 +55,30 @@ def test_reduce_zero_label_from_transform_or_dataset(label_png):
     )
     out = LoadAnnotations()({"seg_map_path": str(label_png), "reduce_zero_label": True})
     assert out["gt_seg_map"].tolist() == reduced
-    with pytest.raises(ValueError, match="disagrees"):
+    with pytest.raises(DataError, match=r"disagrees.*seg.png.*set it in one place: on the data"):
         LoadAnnotations(reduce_zero_label=False)(
             {"seg_map_path": str(label_png), "reduce_zero_label": True}
         )
+
+
+def test_colour_mask_is_a_data_error_naming_the_file(tmp_path):
+    colour = np.zeros((4, 5, 3), np.uint8)
+    colour[1:3, 1:3] = (255, 0, 0)  # a red object drawn on black
+    path = write_png(tmp_path / "ann" / "red.png", colour)
+    with pytest.raises(DataError, match=r"mask '.*red.png' is a colour image \(3 channels") as err:
+        LoadAnnotations()({"seg_map_path": str(path)})  # was RuntimeError at the first step
+    assert "single-channel PNGs of class indices" in str(err.value)
+    with pytest.raises(DataError, match="imdecode_backend='pillow'"):
+        LoadAnnotations(imdecode_backend="cv2")({"seg_map_path": str(path)})
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA"])
+def test_grey_mask_saved_with_several_channels_gives_one(tmp_path, mode):
+    labels = np.array([[0, 1, 2], [255, 1, 0]], np.uint8)
+    path = tmp_path / f"grey_{mode}.png"
+    Image.fromarray(labels).convert(mode).save(path)
+    out = LoadAnnotations()({"seg_map_path": str(path)})
+    assert out["gt_seg_map"].shape == (2, 3) and out["gt_seg_map"].tolist() == labels.tolist()
 
 
 def test_label_map_is_applied_simultaneously(label_png):

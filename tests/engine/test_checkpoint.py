@@ -95,6 +95,14 @@ def test_load_report_lists_every_kind_of_key():
         assert word in table
 
 
+def test_load_report_table_is_aligned_when_no_names_are_listed():
+    model = nn.Linear(2, 2)
+    table = load_state_dict(model, model.state_dict(), source="x.pth").table()
+    lines = table.splitlines()[1:]
+    assert len({len(line) for line in lines}) == 1, table  # every border and row as wide
+    assert "| names |" in lines[1] and lines[0].endswith("-------+")
+
+
 def test_load_pretrained_with_prefix(tmp_path):
     src = nn.Sequential(nn.Linear(2, 2))
     torch.save(

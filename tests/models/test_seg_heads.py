@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vistra.data.errors import DataError
 from vistra.data.structures import DataSample, PixelData
 from vistra.models.utils.seg_utils import (
     OHEMPixelSampler,
@@ -232,6 +233,52 @@ def test_missing_gt_sem_seg_is_reported():
     head = _build(type="FCNHead", in_channels=32, in_index=3, channels=8, num_classes=4)
     with pytest.raises(KeyError, match="gt_sem_seg"):
         head.loss(_pyramid(), [DataSample(), DataSample()], None)
+
+
+def _fcn4():
+    return _build(type="FCNHead", in_channels=32, in_index=3, channels=8, num_classes=4)
+
+
+def test_label_out_of_range_names_the_mask_values_and_valid_range():
+    samples = _samples(3, (32, 32))
+    for i, s in enumerate(samples):
+        s.set_metainfo(dict(seg_map_path=f"ann/{i}.png", img_path=f"img/{i}.png"))
+        s.gt_sem_seg.data[0, 0, :3] = 255  # padding / ignored pixels are fine
+    samples[1].gt_sem_seg.data[0, 5, 5] = 4
+    samples[1].gt_sem_seg.data[0, 6, 6] = 7
+    samples[2].gt_sem_seg.data[0, 5, 5] = 9
+    with pytest.raises(DataError) as err:  # was PyTorch's "IndexError: Target 4 is out of bounds"
+        _fcn4().loss(_pyramid(3), samples, None)
+    msg = str(err.value)
+    assert "mask 'ann/1.png' holds label value(s) 4, 7 (and 1 more mask(s) in this batch)" in msg
+    assert "class indices 0..3 (num_classes=4) and ignore_index=255" in msg
+    assert "reduce_zero_label=True" in msg and "colour" in msg
+
+
+def test_label_check_without_paths_and_point_head():
+    samples = _samples(2, (32, 32))
+    samples[0].gt_sem_seg.data[0, 0, 0] = -1
+    with pytest.raises(DataError, match="mask of sample 7 holds label value"):
+        samples[0].set_metainfo(dict(sample_idx=7))
+        _fcn4().loss(_pyramid(), samples, None)
+    samples = _samples(2, (64, 64), num_classes=3)
+    samples[1].gt_sem_seg.data[:] = 3  # every pixel, so that the sampled points hit it
+    samples[1].set_metainfo(dict(img_path="img/b.jpg"))
+    train_cfg = dict(num_points=32, oversample_ratio=3, importance_sample_ratio=0.75)
+    with pytest.raises(DataError, match=r"mask of image 'img/b.jpg' holds label value\(s\) 3,"):
+        _point_head().loss(
+            [torch.randn(2, 8, 16, 16)], torch.randn(2, 3, 16, 16), samples, train_cfg
+        )
+
+
+def test_multi_channel_label_map_names_the_mask():
+    samples = _samples(2, (32, 32))
+    samples[1] = DataSample(
+        gt_sem_seg=PixelData(torch.zeros(3, 32, 32, dtype=torch.long)),
+        metainfo=dict(seg_map_path="ann/colour.png"),
+    )
+    with pytest.raises(DataError, match=r"mask 'ann/colour.png' .* shape \(3, 32, 32\)"):
+        _fcn4().loss(_pyramid(), samples, None)
 
 
 def test_predict_by_feat_resizes_to_pad_shape_or_crop():

@@ -13,6 +13,7 @@ import sys
 
 from vistra.config import CfgOptionsAction, Config, ConfigError
 from vistra.config.formats import dump_json
+from vistra.registry import RegistryError
 
 PROG = "vistra print-config"
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         text = dump_json(cfg.to_dict()) if args.json else cfg.pretty_text
-    except ConfigError as e:
+    except (ConfigError, RegistryError) as e:  # RegistryError: from a custom_imports module
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     try:

@@ -113,7 +113,21 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     set_dataloader_defaults(cfg, args.no_pin_memory)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    check_format_only(cfg.get("test_evaluator"))
     return cfg
+
+
+def check_format_only(evaluator: object) -> None:
+    """``format_only=True`` writes predictions and computes no scores: it needs a folder."""
+    metrics = evaluator if isinstance(evaluator, list) else [evaluator]
+    for i, metric in enumerate(metrics):
+        if isinstance(metric, dict) and metric.get("format_only") and not metric.get("output_dir"):
+            key = "test_evaluator" if metrics is not evaluator else f"test_evaluator[{i}]"
+            raise UsageError(
+                f"{key}.format_only=True only writes the predictions, as PNGs, and needs a "
+                "folder for them: add --out DIR (or set "
+                f"{key}.output_dir=DIR); to compute the scores leave format_only unset"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

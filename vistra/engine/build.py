@@ -5,7 +5,9 @@ Strings and config dicts end here; what leaves these functions are built objects
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import logging
 import os
 import random
@@ -128,6 +130,30 @@ def _worker_init(worker_id: int, num_workers: int, rank: int, seed: int) -> None
     torch.manual_seed(worker_seed)
 
 
+@functools.cache
+def _end_workers_at_exit() -> None:
+    """Register (once) an exit handler that kills the daemonic child processes still alive:
+    DataLoader workers (vistra starts no other daemonic process).
+
+    A loader iterator left in a reference cycle by an error (the loop's suspended generator,
+    the traceback) is not shut down before exit; multiprocessing's own exit handler would
+    then SIGTERM its workers, which ignore SIGTERM (``_worker_init``), and wait for them
+    forever: the command would hang after printing its error.
+    """
+    import multiprocessing.util  # registers its exit handler now, so that ours runs first
+
+    def kill_workers() -> None:
+        workers = [c for c in multiprocessing.active_children() if c.daemon]
+        if not workers:
+            return
+        # torch's SIGCHLD handler would report each killed worker as a failure
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for child in workers:  # multiprocessing would terminate them at exit anyway
+            child.kill()
+
+    atexit.register(kill_workers)
+
+
 def build_dataloader(
     cfg: Mapping[str, Any], key: str, seed: int, rank: int, pin_memory_default: bool = False
 ) -> DataLoader:
@@ -193,6 +219,7 @@ def build_dataloader(
         else None,
     )
     if num_workers > 0:
+        _end_workers_at_exit()
         kwargs["persistent_workers"] = cfg.get("persistent_workers", True)
         if cfg.get("prefetch_factor") is not None:
             kwargs["prefetch_factor"] = cfg["prefetch_factor"]

@@ -243,7 +243,7 @@ class LoadReport:
                 ),
             ),
         ]
-        width = max(len(r[2]) for r in rows)
+        width = max(len("names"), *(len(r[2]) for r in rows))  # "names" fits, rows empty or not
         line = f"+----------------+-------+-{'-' * width}-+"
         out = [f"load report: {self.source} -> {self.target}", line]
         out.append(f"| {'keys':<14} | {'count':>5} | {'names':<{width}} |")

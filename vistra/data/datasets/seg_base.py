@@ -102,7 +102,7 @@ class BaseSegDataset(BaseDataset):
         self._metainfo.update(label_map=self.label_map, reduce_zero_label=reduce_zero_label)
         self._metainfo["palette"] = self._update_palette()
         if test_mode and self._metainfo.get("classes") is None:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__}: metainfo 'classes' must be given when testing "
                 "(test_mode=True), e.g. metainfo=dict(classes=('background', 'object'))"
             )
@@ -123,11 +123,11 @@ class BaseSegDataset(BaseDataset):
         unknown = [c for c in new_classes if c not in old_classes]
         if unknown:
             hint = did_you_mean(str(unknown[0]), list(old_classes))
-            raise ValueError(
-                f"{cls.__name__}: classes {unknown} are not among its {len(old_classes)} "
-                f"classes, so no label map can be built.{hint} A subset of "
-                f"{cls.__name__}.METAINFO['classes'] selects classes; for other classes "
-                "write a dataset class with its own METAINFO"
+            raise DataError(
+                f"{cls.__name__}: metainfo classes {unknown} are not among its "
+                f"{len(old_classes)} classes, so no label map can be built.{hint} Valid "
+                f"classes: {_listed(old_classes)}. A subset of them selects classes; for other "
+                "classes write a dataset class with its own METAINFO"
             )
         new = list(new_classes)
         return {i: new.index(c) if c in new else IGNORE_LABEL for i, c in enumerate(old_classes)}
@@ -145,9 +145,11 @@ class BaseSegDataset(BaseDataset):
             ordered = sorted(self.label_map.items(), key=lambda item: item[1])
             subset = [palette[old] for old, new in ordered if new != IGNORE_LABEL]
             return type(palette)(subset)
-        raise ValueError(
+        raise DataError(
             f"{type(self).__name__}: metainfo has {len(palette)} palette colours for "
-            f"{len(classes)} classes; give one [r, g, b] per class or leave palette unset"
+            f"{len(classes)} classes {_listed(classes)}; give one [r, g, b] per class in the "
+            "same order (metainfo=dict(classes=..., palette=[[r, g, b], ...])) or leave "
+            "palette unset for a fixed random one"
         )
 
     # ------------------------------------------------------------------ loading
@@ -225,6 +227,12 @@ class BaseSegDataset(BaseDataset):
             f"{self.seg_map_suffix!r} in {ann_dir!r} (convert the masks first, or leave "
             "seg_map_path out of data_prefix to load images only)"
         )
+
+
+def _listed(names: Sequence[str], limit: int = 20) -> str:
+    """Class names for an error message, the first ``limit`` of them."""
+    shown = ", ".join(repr(n) for n in list(names)[:limit])
+    return f"({shown}{', ...' if len(names) > limit else ''})"
 
 
 def scan_files(root: str, suffix: str) -> list[str]:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from vistra.data.errors import DataError
 from vistra.data.image_io import COLOR_FLAGS, DECODE_BACKENDS, check_backend_args, imread
 from vistra.data.transforms.base import BaseTransform
 from vistra.data.transforms.functional import choose
 from vistra.registry import TRANSFORMS
+
+PALETTE_HINT = (
+    "; a palette PNG (as VOC's) keeps its class indices only with "
+    "LoadAnnotations(imdecode_backend='pillow'), the default"
+)
 
 
 @TRANSFORMS.register_module()
@@ -84,8 +90,10 @@ class LoadAnnotations(BaseTransform):
             raise KeyError(
                 f"LoadAnnotations needs 'seg_map_path' in the sample; got keys {sorted(results)}"
             )
-        seg = imread(results["seg_map_path"], "unchanged", backend=self.imdecode_backend)
-        seg = np.squeeze(seg)
+        path = results["seg_map_path"]
+        seg = np.squeeze(imread(path, "unchanged", backend=self.imdecode_backend))
+        hint = "" if self.imdecode_backend == "pillow" else PALETTE_HINT
+        seg = one_channel(seg, path, hint)
         if seg.dtype != np.uint8:
             seg = seg.astype(np.uint8)
         reduce = self._reduce_zero_label(results)
@@ -105,12 +113,36 @@ class LoadAnnotations(BaseTransform):
         if self.reduce_zero_label is None:
             return bool(from_dataset)
         if from_dataset is not None and bool(from_dataset) != bool(self.reduce_zero_label):
-            raise ValueError(
-                f"LoadAnnotations(reduce_zero_label={self.reduce_zero_label}) disagrees with the "
-                f"dataset's reduce_zero_label={from_dataset} for {results['seg_map_path']!r}; "
-                "set it in one place"
+            raise DataError(
+                f"LoadAnnotations(reduce_zero_label={self.reduce_zero_label}) in the pipeline "
+                f"disagrees with the dataset's reduce_zero_label={from_dataset} (mask "
+                f"{results['seg_map_path']!r}); set it in one place: on the dataset "
+                "(dataset=dict(..., reduce_zero_label=True or False)), with a plain "
+                "dict(type='LoadAnnotations') in the pipeline"
             )
         return bool(self.reduce_zero_label)
+
+
+def one_channel(seg: np.ndarray, path: str, hint: str = "") -> np.ndarray:
+    """A mask as one channel of class indices: a multi-channel mask whose colour channels
+    are all equal (a grey image saved as RGB, with or without alpha) gives its first
+    channel; a colour mask is a :class:`DataError` naming the file."""
+    if seg.ndim == 2:
+        return seg
+    if seg.ndim == 3 and seg.shape[2] in (2, 3, 4):
+        colour = seg[..., :-1] if seg.shape[2] in (2, 4) else seg  # drop alpha
+        if (colour == colour[..., :1]).all():
+            return colour[..., 0]
+        raise DataError(
+            f"mask {path!r} is a colour image ({seg.shape[2]} channels whose values differ); "
+            "masks must be single-channel PNGs of class indices (0, 1, ... in the order of "
+            "the dataset's classes, 255 = ignored). Convert the colour masks to class-index "
+            f"PNGs first (each colour -> its class index){hint}"
+        )
+    raise DataError(
+        f"mask {path!r} has shape {seg.shape}; expected a single-channel image (H, W) of "
+        "class indices"
+    )
 
 
 def reduce_zero_label(seg: np.ndarray) -> np.ndarray:

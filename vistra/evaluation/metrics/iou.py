@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vistra.config import ConfigError
 from vistra.evaluation.functional import (
     IOU_METRIC_CHOICES,
     intersect_and_union,
@@ -61,7 +62,10 @@ class IoUMetric(BaseMetric):
                     f" Choose from {list(IOU_METRIC_CHOICES)}"
                 )
         if format_only and not output_dir:
-            raise ValueError("IoUMetric(format_only=True) needs output_dir to write predictions to")
+            raise ConfigError(
+                "IoUMetric(format_only=True) writes the predictions only and needs output_dir, "
+                "the folder for the PNGs (vistra test sets it from --out DIR)"
+            )
         self.ignore_index = ignore_index
         self.metrics = metrics
         self.nan_to_num = nan_to_num

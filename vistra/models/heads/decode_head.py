@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vistra.data.errors import DataError
 from vistra.data.structures import DataSample
 from vistra.models.base import BaseModule
 from vistra.models.utils.seg_utils import accuracy, build_pixel_sampler, resize
@@ -167,12 +168,21 @@ class BaseDecodeHead(BaseModule):
                 "annotations (LoadAnnotations) and pack them (PackSegInputs)"
             )
         maps = [s.gt_sem_seg.data for s in batch_data_samples]
+        for sample, seg in zip(batch_data_samples, maps, strict=True):
+            if seg.dim() != 3 or seg.shape[0] != 1:
+                raise DataError(
+                    f"mask {_mask_name(sample)} gives a label map of shape {tuple(seg.shape)}; "
+                    "expected one channel of class indices (1, H, W). Convert colour masks "
+                    "to single-channel PNGs of class indices first"
+                )
         if len({tuple(m.shape) for m in maps}) > 1:
             raise ValueError(
                 f"gt_sem_seg maps differ in size {[tuple(m.shape) for m in maps]}; the "
                 "SegDataPreProcessor pads them to one size"
             )
-        return torch.stack(maps, dim=0)
+        labels = torch.stack(maps, dim=0)
+        check_labels(labels, batch_data_samples, self.num_classes, self.ignore_index)
+        return labels
 
     def loss_by_feat(
         self, seg_logits: torch.Tensor, batch_data_samples: Sequence[DataSample]
@@ -241,6 +251,56 @@ class BaseCascadeDecodeHead(BaseDecodeHead):
 
 
 # ----------------------------------------------------------------------------- helpers
+def check_labels(
+    labels: torch.Tensor,
+    batch_data_samples: Sequence[DataSample],
+    num_classes: int,
+    ignore_index: int,
+) -> None:
+    """Fail with a :class:`DataError` naming the mask file(s) when ``labels`` (``(N, 1, H, W)``)
+    hold values that are neither a class index nor ``ignore_index``.
+
+    One elementwise test and one sync per batch; only a failing batch is examined sample
+    by sample. Without it, cross-entropy stops with PyTorch's "Target 2 is out of bounds"
+    (or, on a GPU, a device-side assert) that names no file.
+    """
+    bad = ((labels < 0) | (labels >= num_classes)) & (labels != ignore_index)
+    if not bool(bad.any()):
+        return
+    culprits = []
+    for i, sample in enumerate(batch_data_samples):
+        if bool(bad[i].any()):
+            values = torch.unique(labels[i][bad[i]]).tolist()
+            culprits.append((_mask_name(sample), values))
+    name, values = culprits[0]
+    shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+    more = f" (and {len(culprits) - 1} more mask(s) in this batch)" if len(culprits) > 1 else ""
+    pad = (
+        "; 255 is also the default seg_pad_val of SegDataPreProcessor, which should equal "
+        "ignore_index"
+        if 255 in values and ignore_index != 255
+        else ""
+    )
+    raise DataError(
+        f"mask {name} holds label value(s) {shown}{more}, outside the valid values: class "
+        f"indices 0..{num_classes - 1} (num_classes={num_classes}) and ignore_index="
+        f"{ignore_index}. A mask must be a single-channel PNG of class indices: convert colour "
+        "or 0/255 masks first; masks whose classes start at 1 (0 = unlabelled) need "
+        "reduce_zero_label=True on the dataset; otherwise check num_classes in the decode "
+        f"heads (values are counted after reduce_zero_label and the dataset's label_map){pad}"
+    )
+
+
+def _mask_name(sample: DataSample) -> str:
+    """How an error names a sample's mask: its file, else its image, else its index."""
+    meta = sample.metainfo
+    if meta.get("seg_map_path"):
+        return repr(str(meta["seg_map_path"]))
+    if meta.get("img_path"):
+        return f"of image {str(meta['img_path'])!r}"
+    return f"of sample {meta.get('sample_idx', '?')}"
+
+
 def input_size(img_meta: dict) -> tuple[int, int]:
     """The size of the network input an image's logits must be resized to."""
     img_shape = img_meta.get("img_shape")
