@@ -33,8 +33,10 @@ def _alias_target(path: Path) -> Path | None:
         for line in path.read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    match = re.fullmatch(r"_base_ = '\./([^'/]+\.py)'", code[0]) if len(code) == 1 else None
-    return path.parent / match.group(1) if match else None
+    match = (
+        re.fullmatch(r"_base_ = '((?:\.\./|\./)[^']+\.py)'", code[0]) if len(code) == 1 else None
+    )
+    return (path.parent / match.group(1)).resolve() if match else None
 
 
 ALIASES = [p for p in CONFIGS if _alias_target(p) is not None]

@@ -310,6 +310,10 @@ def test_frozen_stages_freeze_embeddings_and_first_layers_and_stay_in_eval():
     assert all(p.requires_grad for p in model.ln1.parameters())
     fully = tiny_vit(frozen_stages=3)
     assert not any(p.requires_grad for p in fully.ln1.parameters())
+    pooled = tiny_vit(frozen_stages=3, out_type="avg_featmap")  # a linear probe's backbone
+    pooled.train()
+    assert not any(p.requires_grad for p in pooled.parameters())
+    assert not pooled.ln2.training
 
 
 def test_drop_path_rates_rise_linearly_and_act_only_in_training():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-
 import logging
 from typing import Any
 
@@ -16,15 +15,27 @@ from vistra.dist.launch import DistInfo
 logger = logging.getLogger("vistra")
 
 
+class BatchNormXd(nn.modules.batchnorm._BatchNorm):
+    """Batch norm over any input rank, ``(N, C)`` to ``(N, C, D, H, W)``, as SyncBN is.
+
+    What a reverted SyncBN becomes: a projector neck's SyncBN sees ``(N, C)`` features,
+    which ``BatchNorm2d`` would reject. The state-dict keys are those of any BN.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (N, C, ...), got {input.dim()}-D")
+
+
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``SyncBatchNorm`` with a ``BatchNorm2d`` holding the same state.
+    """Replace every ``SyncBatchNorm`` with a :class:`BatchNormXd` holding the same state.
 
     SyncBN only works inside a process group on CUDA; a config written for 8 GPUs must
     still run on one CPU, so single-process and CPU runs convert it back.
     """
     out = module
     if isinstance(module, nn.SyncBatchNorm):
-        out = nn.BatchNorm2d(
+        out = BatchNormXd(
             module.num_features,
             module.eps,
             module.momentum,

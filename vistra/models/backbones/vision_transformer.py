@@ -362,8 +362,11 @@ class VisionTransformer(BaseModule):
     def _freeze_stages(self) -> None:
         frozen: list[nn.Module] = [self.drop_after_pos, self.patch_embed, self.pre_norm]
         frozen += list(self.layers[: self.frozen_stages])
-        if self.frozen_stages >= len(self.layers) and self.final_norm:
-            frozen.append(self.ln1)
+        if self.frozen_stages >= len(self.layers):  # all layers: the output norms too
+            if self.final_norm:
+                frozen.append(self.ln1)
+            if self.out_type == "avg_featmap":
+                frozen.append(self.ln2)
         for param in (self.pos_embed, self.cls_token):
             if param is not None:
                 param.requires_grad = False
