@@ -15,9 +15,14 @@ from vistra.dist.launch import LaunchError
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    """``init_dist`` writes MASTER_ADDR/MASTER_PORT into os.environ itself: restore it all,
+    or later tests would launch jobs at a made-up host."""
+    saved = dict(os.environ)
     for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    return monkeypatch
+    yield monkeypatch
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_slurm_env_port_order(clean_env):

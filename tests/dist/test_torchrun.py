@@ -20,6 +20,7 @@ from e2e_support import (
     run_dirs,
     run_tool,
     start_tool,
+    wait_tool,
     write_cfg,
 )
 
@@ -114,7 +115,7 @@ def test_two_nodes_on_loopback(tmp_path):
         )
         for rank in (0, 1)
     ]
-    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    outputs = [wait_tool(node, 240) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "world size: 2" in outputs[0] or "world size 2" in outputs[0].replace(":", "")
     assert (tmp_path / "w" / "epoch_1.pth").is_file()
@@ -126,7 +127,7 @@ def test_two_jobs_on_one_machine_without_port_both_finish(tmp_path):
         start_tool("dist_train.sh", cfg, 2, "--work-dir", tmp_path / f"w{i}", cwd=tmp_path)
         for i in (0, 1)
     ]
-    outputs = [job.communicate(timeout=240)[0] for job in jobs]
+    outputs = [wait_tool(job, 240) for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs
     for i in (0, 1):
         assert (tmp_path / f"w{i}" / "epoch_1.pth").is_file()
@@ -212,7 +213,7 @@ def test_a_frozen_or_hung_rank_stops_the_job_within_the_bound(tmp_path, hook, ex
         extra="env_cfg = dict(dist_cfg=dict(backend='gloo', watchdog_timeout=6))\n",
     )
     job = start_tool("dist_train.sh", cfg, 2, "--work-dir", tmp_path / "w", cwd=tmp_path)
-    out = job.communicate(timeout=180)[0]
+    out = wait_tool(job, 180)
     assert job.returncode != 0
     assert "vistra - ERROR - watchdog: " in out and expected in out, out[-3000:]
     (run,) = run_dirs(tmp_path / "w")

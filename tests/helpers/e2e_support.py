@@ -106,7 +106,9 @@ def tool_env(env: dict | None = None) -> dict:
         PYTHONPATH=str(REPO / "tests" / "helpers"),
         OMP_NUM_THREADS="1",
     )
-    full.pop("PORT", None)
+    # a launcher's variables from the calling environment must not leak into the job
+    for var in ("PORT", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        full.pop(var, None)
     full.update(env or {})
     return full
 
@@ -124,16 +126,25 @@ def start_tool(script: str, *args: str, cwd: Path, env: dict | None = None) -> s
     )
 
 
-def run_tool(
-    script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300
-) -> Result:
-    proc = start_tool(script, *args, cwd=cwd, env=env)
+def wait_tool(proc: subprocess.Popen, timeout: int = 300) -> str:
+    """The output of a :func:`start_tool` process; its whole process group is killed (and
+    the test fails) when it runs over ``timeout`` seconds."""
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         out, _ = proc.communicate()
-        raise AssertionError(f"tools/{script} ran over {timeout} s:\n{out[-4000:]}") from None
+        raise AssertionError(
+            f"{' '.join(proc.args)} ran over {timeout} s:\n{out[-4000:]}"
+        ) from None
+    return out
+
+
+def run_tool(
+    script: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300
+) -> Result:
+    proc = start_tool(script, *args, cwd=cwd, env=env)
+    out = wait_tool(proc, timeout)
     return Result(proc.returncode, out, "")
 
 
