@@ -119,9 +119,33 @@ def _shrink_model(cfg: Config) -> None:
     preprocessor = model.get("data_preprocessor")
     if preprocessor is not None and preprocessor.get("size") is not None:
         preprocessor.size = TINY_CROP
+    _shrink_vit(model)
     test_cfg = model.get("test_cfg")
     if test_cfg is not None and test_cfg.get("mode") == "slide":
         test_cfg.update(crop_size=(16, 16), stride=(11, 11))  # several windows per image
+
+
+# ViT-Base (768 wide, 12 layers) at 224 px is slow on CPU, and ~40x slower under bf16
+# autocast (the AMP configs) without AVX-512: two layers of width 64 keep every code path.
+TINY_VIT = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
+
+
+def _shrink_vit(model: dict) -> None:
+    backbone = model.get("backbone") or {}
+    if backbone.get("type") not in ("VisionTransformer", "MAEViT"):
+        return
+    if backbone.get("arch") not in ("b", "base"):
+        return
+    backbone.arch = dict(TINY_VIT)
+    if backbone.get("frozen_stages", -1) >= 12:  # a linear probe freezes every layer
+        backbone.frozen_stages = TINY_VIT["num_layers"]
+    for part in _dicts_in(model):
+        for key in ("in_channels", "input_features", "embed_dim"):
+            if part.get(key) == 768:
+                part[key] = TINY_VIT["embed_dims"]
+    neck = model.get("neck") or {}
+    if neck.get("type") == "MAEPretrainDecoder":
+        neck.update(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
 
 
 def _dicts_in(node):

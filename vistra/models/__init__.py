@@ -15,6 +15,7 @@ from vistra.models import (
     necks,
     segmentors,
     segmentors_tta,
+    selfsup,
     utils,
 )
 from vistra.models.classifiers import ImageClassifier

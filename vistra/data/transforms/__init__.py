@@ -13,6 +13,7 @@ from vistra.data.transforms import (
     loading,
     photometric,
     resize,
+    selfsup,
     wrappers,
 )
 from vistra.data.transforms.augment_ops import (

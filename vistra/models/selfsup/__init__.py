@@ -1,1 +1,5 @@
-"""selfsup."""
+"""Self-supervised pre-training: MAE and SimCLR, their necks, heads and losses."""
+
+from vistra.models.selfsup import mae, simclr
+
+__all__ = ["mae", "simclr"]
