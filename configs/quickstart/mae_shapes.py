@@ -68,7 +68,7 @@ optim_wrapper = dict(
             pos_embed=dict(decay_mult=0.),
             mask_token=dict(decay_mult=0.),
             cls_token=dict(decay_mult=0.))))
-max_epochs = 24
+max_epochs = 20
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=2,
          convert_to_iter_based=True),

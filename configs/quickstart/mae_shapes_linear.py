@@ -1,7 +1,7 @@
 # Quickstart: linear probe of the tiny ViT pre-trained by configs/quickstart/mae_shapes.py.
 # The backbone is frozen; only a BatchNorm neck and a linear head learn. Point it at the
 # pre-training checkpoint with
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/mae_shapes/epoch_24.pth
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/quickstart/mae_shapes/epoch_20.pth
 # and compare with a randomly initialised backbone (model.backbone.init_cfg=None).
 _base_ = ['../_base_/default_runtime.py']
 
@@ -21,7 +21,7 @@ model = dict(
         final_norm=True,
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='work_dirs/quickstart/mae_shapes/epoch_24.pth',
+            checkpoint='work_dirs/quickstart/mae_shapes/epoch_20.pth',
             prefix='backbone.')),
     neck=dict(type='ClsBatchNormNeck', input_features=96),
     head=dict(

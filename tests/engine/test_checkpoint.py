@@ -134,3 +134,13 @@ def test_url_loads_through_hub_cache(tmp_path, monkeypatch):
 
 def test_revise_keys_strips_module_prefix():
     assert list(revise_keys({"module.a.b": 1, "c": 2})) == ["a.b", "c"]
+
+
+def test_pretrained_that_loads_nothing_is_an_error(tmp_path):
+    """A checkpoint of another model (or a wrong prefix) must not leave a silently random
+    backbone behind a warning."""
+    other = {"state_dict": {"backbone.conv.weight": torch.zeros(2, 2)}}
+    path = tmp_path / "other.pth"
+    torch.save(other, path)
+    with pytest.raises(CheckpointError, match="has no weight for Linear.*another model"):
+        load_pretrained(nn.Linear(2, 2), str(path), prefix="backbone.")

@@ -298,6 +298,14 @@ def load_pretrained(
         if not state:
             raise CheckpointError(f"no key in {checkpoint} starts with prefix {prefix!r}")
     report = load_state_dict(module, state, source=str(checkpoint))
+    if not report.loaded and report.unset:  # partial loads are normal; loading nothing is not
+        logger.error("%s", report.table())
+        raise CheckpointError(
+            f"{checkpoint} has no weight for {type(module).__name__}: its keys look like "
+            f"{', '.join(sorted(state)[:3])}..., the model's like {', '.join(report.unset[:3])}...; "
+            "a checkpoint of another model, or the wrong prefix"
+            + (f" (prefix={prefix!r})" if prefix else " (try prefix='backbone.')")
+        )
     level = logging.WARNING if report.unset or report.unexpected else logging.INFO
     logger.log(level, "%s", report.table())
     return report

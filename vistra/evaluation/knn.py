@@ -213,7 +213,8 @@ def extract_features(
                 "kNN evaluation needs a gt_label for every sample; the dataset's pipeline "
                 "must pack labels (PackInputs)"
             )
-        records += [(f, int(s.gt_label.reshape(-1)[0])) for f, s in zip(feats, samples)]
+        # clone: a row view would carry the whole batch tensor through the gather
+        records += [(f.clone(), int(s.gt_label.reshape(-1)[0])) for f, s in zip(feats, samples)]
     gathered = collect_results(records, size)
     if gathered is None:
         return None

@@ -246,8 +246,11 @@ class PretrainedInit:
         self, checkpoint: str, prefix: str | None = None, map_location: str = "cpu"
     ) -> None:
         if not isinstance(checkpoint, str) or not checkpoint:
-            raise TypeError(
-                f"Pretrained init_cfg needs checkpoint=<path or URL>, got {checkpoint!r}"
+            from vistra.engine.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"init_cfg=dict(type='Pretrained') needs checkpoint=<path or URL>, got "
+                f"{checkpoint!r}; e.g. --cfg-options model.backbone.init_cfg.checkpoint=PATH"
             )
         self.checkpoint, self.prefix, self.map_location = checkpoint, prefix, map_location
         self.wholemodule = False
