@@ -368,6 +368,8 @@ class Runner:
             )
             return
         self.seed = int(saved)
+        # the environment block above shows the seed drawn before the checkpoint was read
+        logger.info("seed %d (the checkpoint's, so data order and augmentation continue)", saved)
         rank_seed = self.seed + self.rank if randomness.get("diff_rank_seed", False) else self.seed
         B.set_random_seed(rank_seed, bool(randomness.get("deterministic", False)))
 
