@@ -149,9 +149,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from vistra.evaluation.knn import extract_features
 
     check_args(args)
-    cfg = load_config(args.config, args.work_dir, args.launcher, args.local_rank)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg, options = load_config(
+        args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
+    )
+    if options:
+        cfg.merge_from_dict(options)
     dataset_cfg = Config.fromfile(args.dataset_config) if args.dataset_config else None
     train_cfg, val_cfg = knn_dataloaders(cfg, dataset_cfg)
     if args.checkpoint:

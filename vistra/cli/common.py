@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vistra.config import CfgOptionsAction, Config, ConfigError
+from vistra.config.legacy import legacy_markers, split_cfg_options, upgrade_config
 
 
 class UsageError(ValueError):
@@ -48,10 +49,29 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pin-memory", action="store_true", help="do not pin dataloader memory")
 
 
-def load_config(path: str, work_dir: str | None, launcher: str, local_rank: int = 0) -> Config:
+def load_config(
+    path: str,
+    work_dir: str | None,
+    launcher: str,
+    local_rank: int = 0,
+    cfg_options: dict | None = None,
+) -> tuple[Config, dict]:
+    """The config at ``path``, in the 1.x schema, and the ``--cfg-options`` still to merge.
+
+    A 0.x config (``vistra.config.legacy``) takes the options that address its own or 0.x
+    keys (``data.samples_per_gpu=4``, ``lr_config.min_lr=0``) before it is translated; the
+    rest (1.x keys) are returned, to be merged after the flags as for any config.
+    """
     if not Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")
     cfg = Config.fromfile(path)
+    remaining = dict(cfg_options or {})
+    if legacy_markers(cfg):
+        before, remaining = split_cfg_options(cfg, remaining)
+        if before:
+            cfg.merge_from_dict(before)
+        cfg = upgrade_config(cfg)
+        notice(cfg.legacy_notes[0])
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -59,7 +79,21 @@ def load_config(path: str, work_dir: str | None, launcher: str, local_rank: int 
         cfg.work_dir = str(Path("work_dirs") / Path(path).stem)
     if "LOCAL_RANK" not in os.environ:  # old launchers pass --local-rank instead
         os.environ["LOCAL_RANK"] = str(local_rank)
-    return cfg
+    return cfg, remaining
+
+
+def notice(message: str) -> None:
+    """One line on stderr, from the first process only (every rank parses the same flags)."""
+    rank = next(
+        (
+            os.environ[k]
+            for k in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK")
+            if k in os.environ
+        ),
+        "0",
+    )
+    if rank == "0":
+        print(f"notice: {message}", file=sys.stderr, flush=True)
 
 
 def set_dataloader_defaults(

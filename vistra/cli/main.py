@@ -1,4 +1,4 @@
-"""``vistra <command>``: train, test, print-config."""
+"""``vistra <command>``: train, test, print-config, migrate-config."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ COMMANDS = {
     "train": "vistra.cli.train",
     "test": "vistra.cli.test",
     "print-config": "vistra.cli.print_config",
+    "migrate-config": "vistra.cli.migrate_config",
 }
 
 USAGE = """usage: vistra <command> [args]
@@ -16,6 +17,7 @@ commands:
   train CONFIG [flags]            train a model (vistra train -h for the flags)
   test CONFIG CHECKPOINT [flags]  test a checkpoint
   print-config CONFIG [flags]     print the merged config
+  migrate-config OLD.py NEW.py    write a 0.x (MMCV runner) config in the 1.x schema
 """
 
 

@@ -1,7 +1,8 @@
 """``vistra print-config CONFIG [--cfg-options ...] [--json]``: show the merged config.
 
 Prints the config after ``_base_`` inheritance, placeholders and ``--cfg-options`` as
-Python (reloadable) or as JSON (tuples become lists). A bad config is one line on
+Python (reloadable) or as JSON (tuples become lists). A 0.x config is printed as its 1.x
+translation, the config the engine runs. A bad config is one line on
 stderr and exit code 2. torch is never imported.
 """
 
@@ -13,6 +14,7 @@ import sys
 
 from vistra.config import CfgOptionsAction, Config, ConfigError
 from vistra.config.formats import dump_json
+from vistra.config.legacy import legacy_markers, split_cfg_options, upgrade_config
 from vistra.registry import RegistryError
 
 PROG = "vistra print-config"
@@ -48,8 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+        options = dict(args.cfg_options or {})
+        if legacy_markers(cfg):  # show what the engine will run: the 1.x translation
+            before, options = split_cfg_options(cfg, options)
+            cfg.merge_from_dict(before)
+            cfg = upgrade_config(cfg)
+            print(f"notice: {cfg.legacy_notes[0]}", file=sys.stderr)
+        if options:
+            cfg.merge_from_dict(options)
         text = dump_json(cfg.to_dict()) if args.json else cfg.pretty_text
     except (ConfigError, RegistryError) as e:  # RegistryError: from a custom_imports module
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)

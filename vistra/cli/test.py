@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vistra.cli import legacy_flags
 from vistra.cli.common import (
     UsageError,
     add_common_arguments,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test-time augmentation (tta_model / tta_pipeline in the config)",
     )
     p.add_argument("--amp", action="store_true", help="mixed-precision inference")
+    legacy_flags.add_test_arguments(p)
     return p
 
 
@@ -71,7 +73,9 @@ def out_kind(out: str | None, out_item: str | None) -> str | None:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Map flags onto config keys the way the OpenMMLab tools do; --cfg-options last."""
     cfg.load_from = args.checkpoint
+    legacy_flags.apply_test_flags(cfg, args)
     if args.amp:
         cfg.test_cfg = {**(cfg.get("test_cfg") or {}), "fp16": True}
     if args.show or args.show_dir:
@@ -137,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         from vistra.engine.runner import Runner
         from vistra.evaluation.dump import dump_file, to_plain
 
-        cfg = merge_args(
-            load_config(args.config, args.work_dir, args.launcher, args.local_rank), args
+        legacy_flags.resolve_test_flags(args)
+        cfg, args.cfg_options = load_config(
+            args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
         )
-        runner = Runner.from_config(cfg)
+        cfg = merge_args(cfg, args)
+        runner = Runner.from_config(cfg, legacy_flags.single_gpu_dist(args))
         metrics = runner.test()
         if args.out and args.out_item == "metrics" and runner.rank == 0:
             dump_file(to_plain(metrics), args.out)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import warnings
 
+from vistra.cli import legacy_flags
 from vistra.cli.common import (
     UsageError,
     add_common_arguments,
@@ -27,9 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH|auto",
         help="resume from PATH, or from the latest checkpoint in the work dir",
-    )
-    p.add_argument(
-        "--resume-from", dest="resume_from", metavar="PATH", help="(0.x) same as --resume PATH"
     )
     p.add_argument(
         "--load-from",
@@ -57,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not keep dataloader workers between epochs",
     )
+    legacy_flags.add_train_arguments(p)
     return p
 
 
@@ -69,22 +66,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             raise UsageError("--amp needs an optim_wrapper in the config")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
-    if args.resume_from:
-        warnings.warn(
-            "--resume-from is deprecated; use --resume PATH", DeprecationWarning, stacklevel=2
-        )
-        logging.getLogger("vistra").warning("--resume-from is deprecated; use --resume PATH")
-        args.resume = args.resume_from
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
-    if args.load_from:
-        if args.resume is not None:
-            raise UsageError(
-                "--load-from and --resume both given; --resume PATH already loads PATH"
-            )
-        cfg.load_from = args.load_from
+    _set_resume(cfg, args)
     if args.auto_scale_lr:
         if cfg.get("auto_scale_lr") is None:
             raise UsageError(
@@ -98,10 +80,30 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if args.deterministic:
             randomness["deterministic"] = True
         cfg.randomness = randomness
+    legacy_flags.apply_train_flags(cfg, args)
     set_dataloader_defaults(cfg, args.no_pin_memory, args.no_persistent_workers)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def _set_resume(cfg: Config, args: argparse.Namespace) -> None:
+    """``resume``/``load_from`` from --resume [PATH] and --load-from (after the 0.x flags
+    were resolved: --resume-from PATH is --resume PATH, --auto-resume is --resume)."""
+    if args.load_from and args.resume is not None:
+        if not (args.auto_resume and args.resume == "auto"):
+            raise UsageError(
+                "--load-from and --resume both given; --resume PATH already loads PATH"
+            )
+        # 0.x --auto-resume --load-from: resume when the work dir has a checkpoint, else
+        # start from the --load-from weights
+        args.resume = legacy_flags.latest_checkpoint(cfg.work_dir)
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    elif args.load_from:
+        cfg.load_from = args.load_from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         from vistra.engine.runner import Runner
 
-        cfg = merge_args(
-            load_config(args.config, args.work_dir, args.launcher, args.local_rank), args
+        legacy_flags.resolve_train_flags(args)
+        cfg, args.cfg_options = load_config(
+            args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
         )
-        runner = Runner.from_config(cfg)
+        cfg = merge_args(cfg, args)
+        runner = Runner.from_config(cfg, legacy_flags.single_gpu_dist(args))
         runner.train()
 
     return run_reporting_errors(run)

@@ -23,8 +23,8 @@ from vistra.config.loading import SUPPORTED_EXTENSIONS, load_config_file
 from vistra.config.merge import merge_into, unflatten
 from vistra.config.pretty import format_config
 
-RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
-_INTERNAL = ("_cfg_dict", "_filename", "_text", "_env_variables")
+RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables", "legacy_notes")
+_INTERNAL = ("_cfg_dict", "_filename", "_text", "_env_variables", "_legacy_notes")
 
 
 class Config:
@@ -41,6 +41,7 @@ class Config:
         cfg_text: str | None = None,
         filename: str | Path | None = None,
         env_variables: dict[str, str] | None = None,
+        legacy_notes: tuple[str, ...] = (),
     ) -> None:
         filename = str(filename) if isinstance(filename, Path) else filename
         if cfg_dict is None:
@@ -62,6 +63,7 @@ class Config:
         object.__setattr__(self, "_filename", filename)
         object.__setattr__(self, "_text", text)
         object.__setattr__(self, "_env_variables", dict(env_variables or {}))
+        object.__setattr__(self, "_legacy_notes", tuple(legacy_notes))
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -118,6 +120,12 @@ class Config:
         return self._env_variables
 
     @property
+    def legacy_notes(self) -> tuple[str, ...]:
+        """For a config translated from the 0.x schema (``vistra.config.legacy``): a summary
+        line, then one line per change; empty otherwise."""
+        return self._legacy_notes
+
+    @property
     def pretty_text(self) -> str:
         """The merged config as Python source that loads back to the same values."""
         return format_config(self.to_dict())
@@ -170,9 +178,16 @@ class Config:
 
     # ------------------------------------------------------------------ copy and pickle
     def __getstate__(self) -> tuple:
-        return (self._cfg_dict, self._filename, self._text, self._env_variables)
+        return (
+            self._cfg_dict,
+            self._filename,
+            self._text,
+            self._env_variables,
+            self._legacy_notes,
+        )
 
     def __setstate__(self, state: tuple) -> None:
+        object.__setattr__(self, "_legacy_notes", ())  # absent from older pickles
         for name, value in zip(_INTERNAL, state):
             object.__setattr__(self, name, value)
 

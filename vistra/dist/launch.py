@@ -60,13 +60,22 @@ def init_dist(
     backend: str | None = None,
     port: int | None = None,
     timeout: int | float | datetime.timedelta | None = None,
+    gpu_id: int | None = None,
 ) -> DistInfo:
-    """Read rank/world size for ``launcher``, pick the device, join the process group."""
+    """Read rank/world size for ``launcher``, pick the device, join the process group.
+
+    ``gpu_id`` picks ``cuda:N`` for a single-process run (the 0.x ``--gpu-id``; the CLI
+    checks it); a launched process always uses the GPU of its local rank.
+    """
     if launcher not in LAUNCHERS:
         raise LaunchError(f"--launcher {launcher!r} is not one of {', '.join(LAUNCHERS)}")
     use_cuda = cuda_usable()
+    if gpu_id is not None and (launcher != "none" or not use_cuda):
+        raise LaunchError(f"gpu_id={gpu_id} needs --launcher none and a visible CUDA device")
     if launcher == "none":
-        device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        if gpu_id is not None:
+            torch.cuda.set_device(gpu_id)  # stray .cuda() calls land there too, not on GPU 0
+        device = torch.device("cuda", gpu_id or 0) if use_cuda else torch.device("cpu")
         return DistInfo(device=device)
 
     rank, world_size, local_rank, port_set_by = _read_env(launcher, port)

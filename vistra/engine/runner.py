@@ -16,7 +16,6 @@ import platform
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ import torch
 import torch.distributed as torch_dist
 
 import vistra
+from vistra.config import Config
+from vistra.config.legacy import legacy_markers, upgrade_config
 from vistra.dist import DistInfo, broadcast_object, init_dist, place_model, slurm, unwrap
 from vistra.dist.watchdog import DEFAULT_TIMEOUT, NullWatchdog, Watchdog
 from vistra.engine import build as B
@@ -75,6 +76,8 @@ class Runner:
     @classmethod
     def from_config(cls, cfg: Any, dist_info: DistInfo | None = None) -> Runner:
         cfg = copy.deepcopy(cfg)
+        if legacy_markers(cfg):  # a 0.x config given to the API directly (the CLI translates)
+            cfg = upgrade_config(cfg if isinstance(cfg, Config) else Config(dict(cfg)))
         _check_triples(cfg)
         env_cfg = dict(cfg.get("env_cfg") or {})
         if dist_info is None:
@@ -92,7 +95,7 @@ class Runner:
         work_dir = Path(cfg["work_dir"])
         log_file = work_dir / timestamp / f"{timestamp}.log"
         setup_logger(log_file, dist_info.rank, cfg.get("log_level", "INFO"))
-        _map_legacy_keys(cfg)
+        _log_legacy_notes(cfg)
         if dist_info.is_main:
             work_dir.mkdir(parents=True, exist_ok=True)
             _dump_config(cfg, work_dir)
@@ -139,7 +142,7 @@ class Runner:
         train_loader = self._dataloader("train_dataloader")
         unwrap(self.model).init_weights()
         self.model = place_model(
-            self.model, self.dist, self.cfg.get("model_wrapper_cfg"), self.cfg.get("sync_bn")
+            self.model, self.dist, _model_wrapper_cfg(self.cfg), self.cfg.get("sync_bn")
         )
         _broadcast_weights(self.model)
         optim_cfg = copy.deepcopy(dict(self.cfg["optim_wrapper"]))
@@ -240,7 +243,7 @@ class Runner:
     def test(self) -> dict[str, Any]:
         if self.cfg.get("test_dataloader") is None:
             raise RegistryError("this config has no test_dataloader/test_cfg/test_evaluator")
-        self.model = place_model(self.model, self.dist, self.cfg.get("model_wrapper_cfg"))
+        self.model = place_model(self.model, self.dist, _model_wrapper_cfg(self.cfg))
         self.test_loop = self._build_eval("test")
         _set_dataset_meta(self, self.test_loop.dataloader)
         self.call_hook("before_run")
@@ -493,6 +496,20 @@ _TRIPLES = {
 }
 
 
+def _log_legacy_notes(cfg: Any) -> None:
+    """What the 0.x -> 1.x translation did: the summary, then one line per change."""
+    for line in getattr(cfg, "legacy_notes", ()):
+        logger.log(logging.WARNING if line.startswith("dropped") else logging.INFO, "%s", line)
+
+
+def _model_wrapper_cfg(cfg: Any) -> dict:
+    """``model_wrapper_cfg``, with MMEngine's top-level ``find_unused_parameters`` as a default."""
+    wrapper = dict(cfg.get("model_wrapper_cfg") or {})
+    if cfg.get("find_unused_parameters") is not None:
+        wrapper.setdefault("find_unused_parameters", bool(cfg["find_unused_parameters"]))
+    return wrapper
+
+
 def _check_triples(cfg: Any) -> None:
     for name, keys in _TRIPLES.items():
         present = [k for k in keys if cfg.get(k) is not None]
@@ -502,21 +519,6 @@ def _check_triples(cfg: Any) -> None:
                 f"{name}: {', '.join(present)} set but {', '.join(missing)} not; "
                 f"set all of {', '.join(keys)} or none"
             )
-
-
-def _map_legacy_keys(cfg: Any) -> None:
-    evaluation = cfg.get("evaluation")
-    if (
-        isinstance(evaluation, dict)
-        and "interval" in evaluation
-        and cfg.get("train_cfg") is not None
-    ):
-        message = (
-            "config key 'evaluation=dict(interval=...)' is deprecated; use train_cfg.val_interval"
-        )
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        logger.warning(message)  # DeprecationWarning is hidden outside __main__
-        cfg["train_cfg"]["val_interval"] = evaluation["interval"]
 
 
 def _apply_mp_cfg(mp_cfg: dict) -> None:
