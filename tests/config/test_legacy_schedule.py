@@ -442,7 +442,7 @@ def test_momentum_matches_mmcv(mode: str, policy: str) -> None:
 def test_momentum_errors() -> None:
     runner = dict(type="EpochBasedRunner", max_epochs=5)
     with pytest.raises(
-        ConfigError, match=r"momentum_config\.policy.*supported: CosineAnnealing, Step"
+        ConfigError, match=r"momentum_config\.policy.*supported: CosineAnnealing, step"
     ):
         legacy(runner=runner, momentum_config=dict(policy="cyclic"))
     with pytest.raises(ConfigError, match="momentum warm-up"):
@@ -457,8 +457,8 @@ def test_unknown_policy_lists_the_supported_ones() -> None:
     runner = dict(type="IterBasedRunner", max_iters=10)
     with pytest.raises(ConfigError) as err:
         legacy(runner=runner, lr_config=dict(policy="inv", gamma=0.1, by_epoch=False))
-    assert "cfg.py: lr_config.policy" in str(err.value) and "'Inv'" in str(err.value)
-    assert "Poly, CosineAnnealing" in str(err.value) and "StepFixCosineAnnealing" in str(err.value)
+    assert "cfg.py: lr_config.policy" in str(err.value) and "'inv'" in str(err.value)
+    assert "poly, CosineAnnealing" in str(err.value) and "StepFixCosineAnnealing" in str(err.value)
     with pytest.raises(ConfigError, match="did you mean 'CosineAnnealing'"):
         legacy(runner=runner, lr_config=dict(policy="cosineannealing", min_lr=0, by_epoch=False))
     with pytest.raises(

@@ -98,3 +98,23 @@ def test_options_and_deterministic(baseline):
     assert dumped.model.backbone.with_cp is True
     assert dumped.randomness.deterministic is True
     assert [s for s in scalars(work) if "mIoU" in s]  # validated at iteration 2
+
+
+def test_a_config_mixing_the_schemas_stops_before_training(tmp_path):
+    config = tmp_path / "mixed.py"
+    config.write_text(
+        f"_base_ = '{REPO / 'tests/data/legacy_configs' / PSPNET}'\n"
+        "param_scheduler = [dict(type='PolyLR', power=0.9, by_epoch=False)]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train.py"), str(config), "--work-dir", "w"],
+        cwd=tmp_path,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "'lr_config' (0.x)" in line and "'param_scheduler' (1.x)" in line
+    assert not (tmp_path / "w").exists()  # nothing was started or written

@@ -178,10 +178,11 @@ def _translate_policy(ctx: LegacyContext, run: _Run | None, key: str) -> list[di
     if not isinstance(cfg, Mapping) or "policy" not in cfg:
         raise ctx.error(f"{key}.policy", f"{key} must be a dict with a policy, got {cfg!r}")
     args = dict(cfg)
-    name = str(args.pop("policy"))
-    name = name.title() if name == name.lower() else name  # MMCV's rule: 'poly' -> 'Poly'
+    given = str(args.pop("policy"))
+    name = given.title() if given == given.lower() else given  # MMCV's rule: 'poly' -> 'Poly'
     if name not in policies:
-        raise unsupported(ctx, f"{key}.policy", "policy", name, policies)
+        spellings = [p.lower() if p.lower().title() == p else p for p in policies]
+        raise unsupported(ctx, f"{key}.policy", "policy", given, spellings)
     valid = COMMON_KEYS + policies[name]
     for arg in args:
         if arg not in valid:
