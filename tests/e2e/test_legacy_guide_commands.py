@@ -100,6 +100,39 @@ def test_options_and_deterministic(baseline):
     assert [s for s in scalars(work) if "mIoU" in s]  # validated at iteration 2
 
 
+def test_test_with_eval_and_aug_test(baseline):
+    """``python tools/test.py CONFIG CKPT --eval mIoU mDice --aug-test --out results.pkl``."""
+    tmp, config, work = baseline
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "test.py"),
+            str(config),
+            str(work / "iter_2.pth"),
+            "--work-dir",
+            str(tmp / "tested"),
+            "--eval",
+            "mIoU",
+            "mDice",
+            "--aug-test",
+            "--out",
+            str(tmp / "results.pkl"),
+        ],
+        cwd=tmp,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_dirs(tmp / "tested")[-1]
+    metrics = json.loads((run / f"{run.name}.json").read_text())
+    assert {"mIoU", "mDice", "aAcc"} <= set(metrics)
+    assert (tmp / "results.pkl").is_file()
+    log = (run / f"{run.name}.log").read_text()
+    assert "TestTimeAug" in log or "SegTTAModel" in log
+
+
 def test_a_config_mixing_the_schemas_stops_before_training(tmp_path):
     config = tmp_path / "mixed.py"
     config.write_text(

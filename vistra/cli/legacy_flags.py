@@ -21,19 +21,12 @@ from typing import TYPE_CHECKING, Any
 from vistra.cli.common import UsageError, notice
 from vistra.config import CfgOptionsAction, Config
 from vistra.config.errors import did_you_mean
+from vistra.config.legacy.runtime import CLS_ITEMS, SEG_METRICS
 
 if TYPE_CHECKING:
     from vistra.dist.launch import DistInfo
 
-SEG_METRICS = ("mIoU", "mDice", "mFscore")
-CLS_METRICS = ("accuracy", "precision", "recall", "f1_score", "support")
-# MMClassification 0.x metric names -> MMPretrain 1.x SingleLabelMetric items
-CLS_ITEMS = {
-    "precision": "precision",
-    "recall": "recall",
-    "f1_score": "f1-score",
-    "support": "support",
-}
+CLS_METRICS = ("accuracy", *CLS_ITEMS)
 OUT_ITEMS = ("all", "none", "class_scores", "pred_score", "pred_label", "pred_class")
 CLS_OPTION_KEYS = ("topk", "thrs", "average_mode")
 # --eval-options keys of MMSegmentation 0.x, besides IoUMetric's own arguments
