@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from vistra.config import Config
+from vistra.config import Config, ConfigError
 from vistra.dist.model_wrap import BatchNormXd, unwrap
 from vistra.engine.hooks import Hook
 from vistra.engine.runner import Runner
@@ -142,21 +142,14 @@ def trained(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- config checks
-def test_legacy_evaluation_interval_maps_to_val_interval(tmp_path):
+def test_a_0x_evaluation_key_in_a_1x_config_is_an_error_naming_both(tmp_path):
+    # evaluation=dict(interval=2) says what train_cfg.val_interval / val_evaluator say: a
+    # config holds one schema's keys or the other's (vistra.config.legacy translates 0.x)
     cfg = tiny_cfg(tmp_path, max_epochs=4, train_samples=4, evaluation=dict(interval=2))
-    cfg["custom_hooks"] = [dict(type="RunnerTestProbe")]
-    with pytest.warns(DeprecationWarning, match="evaluation"):
-        runner = build(cfg)
-    runner.train()
-    assert probe_of(runner).val_points == [2, 4]
-
-
-def test_legacy_evaluation_key_is_reported_in_the_log(tmp_path):
-    # a DeprecationWarning alone is hidden outside __main__: CLI users read the log
-    cfg = tiny_cfg(tmp_path, max_epochs=1, train_samples=4, evaluation=dict(interval=2))
-    with pytest.warns(DeprecationWarning):
+    with pytest.raises(ConfigError) as info:
         build(cfg)
-    assert "deprecated" in log_text(tmp_path) and "val_interval" in log_text(tmp_path)
+    assert "'evaluation' (0.x)" in str(info.value) and "'val_evaluator' (1.x)" in str(info.value)
+    assert not list(tmp_path.rglob("*.log"))  # stopped before the run started
 
 
 @pytest.mark.parametrize(
