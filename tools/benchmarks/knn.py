@@ -141,6 +141,8 @@ def drop_pretrained_init(node: Any) -> None:
 
 # ---------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    import torch.distributed as torch_dist
+
     from vistra.config import Config
     from vistra.dist import destroy_dist, revert_sync_batchnorm, unwrap
     from vistra.engine import build as B
@@ -184,10 +186,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
                 num_classes = len(
                     (getattr(loader.dataset, "metainfo", None) or {}).get("classes") or []
                 )
-        if runner.rank != 0:
-            return None
-        results = evaluate(args, features, num_classes, runner.device)
-        write_results(args, runner, results, features)
+        results = None
+        if runner.rank == 0:
+            results = evaluate(args, features, num_classes, runner.device)
+            write_results(args, runner, results, features)
+        if torch_dist.is_initialized():
+            # leave together: a rank that tears gloo down and exits while rank 0 still
+            # evaluates made the other end abort ("terminate called ...", SIGABRT)
+            torch_dist.barrier()
         return results
     finally:
         destroy_dist()
