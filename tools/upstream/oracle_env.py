@@ -1,0 +1,66 @@
+"""Make the pinned upstream packages importable in one process (the oracle's, never vistra's).
+
+Imported first by every oracle command. It only adapts the *environment* the upstream code
+runs in, never its behaviour:
+
+- ``mmcv._ext`` (compiled ops, absent from mmcv-lite) becomes a module whose every op raises
+  when called, so ``import mmcv.ops`` succeeds and its pure-Python parts (``point_sample``,
+  which is ``F.grid_sample``) work, while a model that really needs a compiled op fails loudly;
+- MMSelfSup 1.0.0 and mmcls 1.0.0rc6 assert ``mmcv < 2.1.0`` at import time although the
+  parts used here run unchanged on mmcv-lite 2.1.0: their version check is passed by showing
+  them 2.0.1 while they import, then the real version is put back;
+- torch >= 2.6 loads with ``weights_only=True`` by default, which MMEngine 0.10.7 predates;
+  the oracle's own files are trusted, so its ``torch.load`` calls get ``weights_only=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+
+class _MissingOps(types.ModuleType):
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def missing(*args, **kwargs):
+            raise RuntimeError(f"mmcv compiled op {name!r} is not available in mmcv-lite")
+
+        return missing
+
+
+sys.modules.setdefault("mmcv._ext", _MissingOps("mmcv._ext"))
+
+
+def import_package(name: str) -> types.ModuleType:
+    """Import ``mmengine``, ``mmpretrain``, ``mmseg``, ``mmselfsup`` or ``mmcls``."""
+    if name not in ("mmselfsup", "mmcls") or name in sys.modules:
+        return importlib.import_module(name)
+    import mmcv
+
+    real = mmcv.__version__
+    mmcv.__version__ = "2.0.1"
+    try:
+        return importlib.import_module(name)
+    finally:
+        mmcv.__version__ = real
+
+
+def register_all(scope: str) -> None:
+    """Fill MMEngine's registries for ``scope`` as the package's tools do."""
+    package = {
+        "mmpretrain": "mmpretrain",
+        "mmcls": "mmcls",
+        "mmseg": "mmseg",
+        "mmselfsup": "mmselfsup",
+    }[scope]
+    import_package(package)
+    utils = importlib.import_module(f"{package}.utils")
+    utils.register_all_modules(init_default_scope=False)
