@@ -147,3 +147,113 @@ def test_named_registries_find_their_packages_lazily():
 
     assert HOOKS.get("CheckpointHook") is not None
     assert LOOPS.get("EpochBasedTrainLoop") is not None
+
+
+# ----------------------------------------------------------------------------- scopes
+def make_scoped_registry() -> Registry:
+    reg = Registry("model")
+
+    @reg.register_module(name="Stem")
+    class PretrainStem:
+        pass
+
+    @reg.register_module(name="Stem", scope="mmseg")
+    class SegStem:
+        pass
+
+    @reg.register_module(name="Holder")
+    class Holder:
+        def __init__(self, child: dict) -> None:
+            self.child = reg.build(child)
+
+    @reg.register_module(name="OnlySelfSup", scope="mmselfsup")
+    class OnlySelfSup:
+        pass
+
+    return reg
+
+
+def test_scoped_variant_is_picked_by_prefix_scope_key_and_default_scope():
+    from vistra.registry import default_scope
+
+    reg = make_scoped_registry()
+    plain, seg = reg.get("Stem"), reg.get("mmseg.Stem")
+    assert plain.__name__ == "PretrainStem" and seg.__name__ == "SegStem"
+    assert reg.get("mmpretrain.Stem") is plain  # no variant: the plain entry
+    with default_scope("mmseg"):
+        assert type(reg.build(dict(type="Stem"))) is seg
+        assert type(reg.build(dict(type="mmpretrain.Stem"))) is plain  # a prefix wins
+    # `_scope_` holds for the object and everything it builds
+    holder = reg.build(dict(type="Holder", _scope_="mmseg", child=dict(type="Stem")))
+    assert type(holder.child) is seg
+    assert type(reg.build(dict(type="Stem"))) is plain  # and nothing leaks out
+    assert reg.scopes_of("Stem") == ["mmseg"]
+
+
+def test_sole_variant_is_found_without_scope_and_mmcls_means_mmpretrain():
+    from vistra.registry import default_scope, normalise_scope
+
+    reg = make_scoped_registry()
+    assert reg.get("OnlySelfSup").__name__ == "OnlySelfSup"
+    assert "OnlySelfSup" in reg.keys()
+    assert normalise_scope("mmcls") == "mmpretrain"
+    with default_scope("mmcls"):
+        assert reg.get("Stem").__name__ == "PretrainStem"
+
+
+def test_scoped_registration_clash_names_the_scope():
+    reg = make_scoped_registry()
+
+    class Other:
+        pass
+
+    with pytest.raises(RegistryError, match="'Stem' for scope 'mmseg'"):
+        reg.register_module(name="Stem", scope="mmseg", module=Other)
+
+
+def test_unknown_argument_of_a_kwargs_subclass_names_the_key_path():
+    # A subclass that forwards **kwargs to its base used to slip past the check and fail
+    # inside the constructor with a TypeError traceback.
+    reg = Registry("model")
+
+    @reg.register_module()
+    class Base:
+        def __init__(self, depth: int, width: int = 1) -> None:
+            self.depth = depth
+
+    @reg.register_module()
+    class Child(Base):
+        def __init__(self, deep_stem: bool = False, **kwargs) -> None:
+            super().__init__(**kwargs)
+
+    with pytest.raises(RegistryError) as info:
+        reg.build(dict(type="Child", depht=18), key_path="model.backbone")
+    message = str(info.value)
+    assert "'model.backbone.depht'" in message and "did you mean 'depth'" in message
+    assert "deep_stem, depth, width" in message
+    assert reg.build(dict(type="Child", depth=18)).depth == 18
+
+
+def test_kwargs_going_elsewhere_are_not_checked():
+    reg = Registry("model")
+
+    @reg.register_module()
+    class Wrapper:
+        def __init__(self, name: str, **kwargs) -> None:
+            self.kwargs = kwargs  # handed to some other factory, not up the chain
+
+    assert reg.build(dict(type="Wrapper", name="x", anything=1)).kwargs == {"anything": 1}
+
+
+def test_every_registered_model_class_has_a_checkable_signature():
+    # Only classes whose **kwargs leave the constructor chain (timm's) escape the check.
+    import inspect
+
+    from vistra.registry import MODELS, accepted_arguments
+
+    unchecked = [
+        name
+        for name in MODELS
+        if inspect.isclass(MODELS.get(name)) and accepted_arguments(MODELS.get(name)) is None
+    ]
+    assert unchecked == ["TIMMBackbone"]

@@ -3,18 +3,63 @@
 The registry is torch-free: it imports the packages that fill it (``locations``) only
 when a name is first looked up, so ``vistra print-config`` never pays for torch.
 
-OpenMMLab scope prefixes (``mmseg.ResNet``, ``mmpretrain.Accuracy``) and ``_scope_`` keys
-are accepted and ignored: vistra has one scope.
+Scopes. Most names mean the same class whichever OpenMMLab package a config comes from,
+and one flat table holds them. A few type names mean different classes in different
+packages (MMSegmentation's ``ResNetV1c`` names its stem parameters unlike MMPretrain's;
+MMSelfSup's ``ResNet`` counts the stem as ``out_indices`` 0; MMSegmentation's
+``VisionTransformer`` takes ``embed_dims``/``num_layers`` where MMPretrain's takes
+``arch``). Those register a *scoped variant*: ``register_module(scope='mmseg')``. A lookup
+picks the variant of the scope in force, else the plain entry. The scope in force is, in
+order: a prefix in the name (``mmseg.ResNetV1c``), a ``_scope_`` key in the config dict
+being built (for it and everything it builds), the :func:`default_scope` context (the
+Runner enters the config's ``default_scope``). ``mmcls`` is MMPretrain's former name and
+means ``mmpretrain``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
+import functools
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+# Package names a scope may be given as, and the scope they mean.
+SCOPE_ALIASES = {"mmcls": "mmpretrain", "mmpretrain": "mmpretrain"}
+_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("vistra_scope", default=None)
+
+
+def normalise_scope(scope: str | None) -> str | None:
+    """``'mmcls'`` -> ``'mmpretrain'``; other names (``'mmseg'``, ``'mmselfsup'``) unchanged."""
+    if not scope:
+        return None
+    return SCOPE_ALIASES.get(scope, scope)
+
+
+def current_scope() -> str | None:
+    """The OpenMMLab package scope in force for lookups (None: no package preference)."""
+    return _SCOPE.get()
+
+
+@contextlib.contextmanager
+def default_scope(scope: str | None) -> Iterator[None]:
+    """Look names up in ``scope`` (e.g. a config's ``default_scope``) inside the block.
+
+    ``None`` or ``''`` keeps the scope already in force.
+    """
+    if not scope:
+        yield
+        return
+    token = _SCOPE.set(normalise_scope(scope))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 class RegistryError(KeyError):
@@ -27,6 +72,14 @@ class RegistryError(KeyError):
 def _strip_scope(name: str) -> str:
     # 'mmseg.ResNetV1c' -> 'ResNetV1c'; a plain name is left alone.
     return name.rsplit(".", 1)[-1] if "." in name else name
+
+
+def _split_scope(name: str) -> tuple[str | None, str]:
+    # 'mmseg.ResNetV1c' -> ('mmseg', 'ResNetV1c'); 'ResNet' -> (None, 'ResNet')
+    if "." not in name:
+        return None, name
+    prefix, key = name.rsplit(".", 1)
+    return normalise_scope(prefix.split(".")[0]), key
 
 
 def did_you_mean(name: str, candidates: list[str] | tuple[str, ...], n: int = 3) -> str:
@@ -46,6 +99,7 @@ class Registry:
     def __init__(self, name: str, locations: list[str] | None = None) -> None:
         self.name = name
         self._modules: dict[str, Any] = {}
+        self._scoped: dict[tuple[str, str], Any] = {}  # (scope, name) -> a package's variant
         self._locations = list(locations or [])
         self._imported = False
 
@@ -55,11 +109,13 @@ class Registry:
         name: str | list[str] | None = None,
         force: bool = False,
         module: Any = None,
+        scope: str | None = None,
     ) -> Any:
         """Register a class or function, as a decorator or as a call.
 
         ``@MODELS.register_module()``, ``@MODELS.register_module(name='Foo')``,
-        ``MODELS.register_module(module=Foo, force=True)``.
+        ``MODELS.register_module(module=Foo, force=True)``. With ``scope='mmseg'`` the
+        class is that package's variant of the name (see the module docstring).
         """
         if name is not None and not isinstance(name, (str, list)):
             raise TypeError(f"register_module(name=...) takes a str or a list of str, got {name!r}")
@@ -70,29 +126,34 @@ class Registry:
             # import (or, worse, a silent replacement of vistra's class).
             self._import_locations()
         if module is not None:
-            self._register(module, name, force)
+            self._register(module, name, force, scope)
             return module
 
         def decorator(obj: Any) -> Any:
-            self._register(obj, name, force)
+            self._register(obj, name, force, scope)
             return obj
 
         return decorator
 
-    def _register(self, obj: Any, name: str | list[str] | None, force: bool) -> None:
+    def _register(
+        self, obj: Any, name: str | list[str] | None, force: bool, scope: str | None = None
+    ) -> None:
         if not callable(obj):
             raise TypeError(f"only classes and functions can be registered, got {obj!r}")
         names = [obj.__name__] if name is None else [name] if isinstance(name, str) else name
+        scope = normalise_scope(scope)
         for key in names:
-            existing = self._modules.get(key)
+            table, slot = (self._scoped, (scope, key)) if scope else (self._modules, key)
+            existing = table.get(slot)
             if existing is not None and existing is not obj and not force:
+                where = f" for scope {scope!r}" if scope else ""
                 raise RegistryError(
-                    f"cannot register {_qualname(obj)} as {key!r}: {key!r} is already "
+                    f"cannot register {_qualname(obj)} as {key!r}{where}: {key!r} is already "
                     f"registered in the {self.name} registry (by {_qualname(existing)}); "
                     "register it under another name (register_module(name='...')) or pass "
                     "force=True to replace the existing one"
                 )
-            self._modules[key] = obj
+            table[slot] = obj
 
     # ------------------------------------------------------------------ lookup
     def _import_locations(self) -> None:
@@ -102,12 +163,28 @@ class Registry:
         for location in self._locations:
             importlib.import_module(location)
 
-    def get(self, name: str) -> Any | None:
-        """The registered object for ``name`` (scope prefix ignored), or None."""
+    def get(self, name: str, scope: str | None = None) -> Any | None:
+        """The registered object for ``name``, or None.
+
+        The variant of the scope in force (the name's prefix, else ``scope``, else
+        :func:`current_scope`) is preferred; then the plain entry; then, when no plain
+        entry exists, the one variant registered under that name.
+        """
+        prefix, key = _split_scope(name)
+        self._import_locations()
+        scope = prefix or normalise_scope(scope) or current_scope()
+        if scope and (scope, key) in self._scoped:
+            return self._scoped[(scope, key)]
+        if key in self._modules:
+            return self._modules[key]
+        variants = [obj for (_, k), obj in self._scoped.items() if k == key]
+        return variants[0] if len(variants) == 1 else None
+
+    def scopes_of(self, name: str) -> list[str]:
+        """The scopes that register their own variant of ``name``."""
+        self._import_locations()
         key = _strip_scope(name)
-        if key not in self._modules:
-            self._import_locations()
-        return self._modules.get(key)
+        return sorted(s for s, k in self._scoped if k == key)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -118,7 +195,7 @@ class Registry:
 
     def __iter__(self) -> Iterator[str]:
         self._import_locations()
-        return iter(sorted(self._modules))
+        return iter(sorted(set(self._modules) | {k for _, k in self._scoped}))
 
     def keys(self) -> list[str]:
         return list(self)
@@ -154,14 +231,14 @@ def build_from_cfg(
     args = dict(cfg)
     for key, value in (default_args or {}).items():
         args.setdefault(key, value)
-    args.pop("_scope_", None)
+    scope = args.pop("_scope_", None)
     if "type" not in args:
         raise RegistryError(
             f"{registry.name} config{where} has no 'type' key; got keys {sorted(args)}"
         )
     obj_type = args.pop("type")
     if isinstance(obj_type, str):
-        obj_cls = registry.get(obj_type)
+        obj_cls = registry.get(obj_type, scope=scope)
         if obj_cls is None:
             hint = did_you_mean(_strip_scope(obj_type), registry.keys())
             raise RegistryError(
@@ -178,9 +255,10 @@ def build_from_cfg(
     else:
         raise TypeError(f"'type'{where} must be a str or a class, got {obj_type!r}")
 
-    check_arguments(obj_cls, args, type_name, where)
+    check_arguments(obj_cls, args, type_name, key_path)
     try:
-        return obj_cls(**args)
+        with default_scope(scope):  # a `_scope_` holds for everything this object builds
+            return obj_cls(**args)
     except RegistryError:
         raise  # already names the culprit
     except Exception as exc:
@@ -188,23 +266,81 @@ def build_from_cfg(
         raise _same_kind(exc, f"{type_name}({shown}){where} failed: {exc}") from exc
 
 
-def check_arguments(obj_cls: Callable, args: Mapping[str, Any], type_name: str, where: str) -> None:
-    """Fail with the closest valid names when ``args`` holds a name the constructor lacks."""
-    try:
-        sig = inspect.signature(obj_cls)
-    except (TypeError, ValueError):  # builtins without a signature
+def check_arguments(
+    obj_cls: Callable, args: Mapping[str, Any], type_name: str, key_path: str = ""
+) -> None:
+    """Fail with the closest valid names when ``args`` holds a name the constructor lacks.
+
+    A subclass whose ``__init__`` takes ``**kwargs`` only to hand them to
+    ``super().__init__`` is checked against the whole chain of constructors it forwards to.
+    """
+    valid = accepted_arguments(obj_cls)
+    if valid is None:
         return
-    params = sig.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
     for key in args:
-        if key not in params:
+        if key not in valid:
             hint = did_you_mean(key, valid)
+            at = f" (config key '{key_path}.{key}')" if key_path else ""
             raise RegistryError(
-                f"{type_name}{where} got an unexpected argument {key!r}.{hint}"
+                f"{type_name} got an unexpected argument {key!r}{at}.{hint}"
                 f" Valid arguments: {', '.join(valid)}"
             )
+
+
+_FORWARDS_KWARGS = re.compile(r"super\(\s*(?:\w+\s*,\s*\w+\s*)?\)\.__init__\([^#]*\*\*kwargs")
+
+
+def accepted_arguments(obj: Callable) -> tuple[str, ...] | None:
+    """The keyword arguments ``obj`` accepts, or None when that cannot be known
+    (``**kwargs`` that go anywhere but up the constructor chain)."""
+    if not inspect.isclass(obj):
+        return _function_arguments(obj)
+    return _class_arguments(obj)
+
+
+def _function_arguments(fn: Callable) -> tuple[str, ...] | None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(_named(params))
+
+
+@functools.cache
+def _class_arguments(cls: type) -> tuple[str, ...] | None:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object or _is_torch_module_base(klass):
+            return tuple(names)  # the chain ends: nn.Module takes no config arguments
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return None
+        names += [n for n in _named(params) if n != "self" and n not in names]
+        var_kw = [n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        if not var_kw or var_kw[0] == "unexpected":  # `**unexpected`: caught and rejected
+            return tuple(names)
+        try:
+            source = inspect.getsource(init)
+        except (OSError, TypeError):
+            return None
+        if not _FORWARDS_KWARGS.search(re.sub(r"\s+", " ", source)):
+            return None  # **kwargs go somewhere else (a built sub-object, timm, ...)
+    return tuple(names)
+
+
+def _named(params: Mapping[str, inspect.Parameter]) -> list[str]:
+    keep = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in params.items() if p.kind in keep]
+
+
+def _is_torch_module_base(klass: type) -> bool:
+    return klass.__module__ == "torch.nn.modules.module" and klass.__name__ == "Module"
 
 
 def _variable(registry: Registry) -> str:
@@ -255,6 +391,10 @@ TASK_UTILS = Registry("task util", ["vistra.models"])
 
 __all__ = [
     "Registry",
+    "accepted_arguments",
+    "current_scope",
+    "default_scope",
+    "normalise_scope",
     "RegistryError",
     "build_from_cfg",
     "did_you_mean",

@@ -16,6 +16,7 @@ runs in, never its behaviour:
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import sys
 import types
@@ -36,7 +37,10 @@ class _MissingOps(types.ModuleType):
         return missing
 
 
-sys.modules.setdefault("mmcv._ext", _MissingOps("mmcv._ext"))
+_ext = _MissingOps("mmcv._ext")
+# a spec without a loader: MMEngine's `mmcv_full_available()` then says False, as it should
+_ext.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
+sys.modules.setdefault("mmcv._ext", _ext)
 
 
 def import_package(name: str) -> types.ModuleType:

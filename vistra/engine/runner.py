@@ -30,7 +30,14 @@ from vistra.dist.watchdog import DEFAULT_TIMEOUT, NullWatchdog, Watchdog
 from vistra.engine import build as B
 from vistra.engine import checkpoint as ckpt_io
 from vistra.engine.logging import LogProcessor, MessageHub, setup_logger
-from vistra.registry import LOG_PROCESSORS, MODELS, RUNNERS, VISUALIZERS, RegistryError
+from vistra.registry import (
+    LOG_PROCESSORS,
+    MODELS,
+    RUNNERS,
+    VISUALIZERS,
+    RegistryError,
+    default_scope,
+)
 
 logger = logging.getLogger("vistra")
 
@@ -104,7 +111,8 @@ class Runner:
         model_cfg = cfg["model"]
         if cfg.get("data_preprocessor") is not None and isinstance(model_cfg, dict):
             model_cfg.setdefault("data_preprocessor", cfg["data_preprocessor"])  # as MMEngine
-        model = MODELS.build(model_cfg, key_path="model")
+        with default_scope(cfg.get("default_scope")):  # a package's variant of a type name
+            model = MODELS.build(model_cfg, key_path="model")
         return cls(cfg, dist_info, model, seed, timestamp)
 
     def _build_visualizer(self) -> Any:
@@ -215,6 +223,10 @@ class Runner:
 
     # ------------------------------------------------------------------ entry points
     def train(self) -> torch.nn.Module:
+        with default_scope(self.cfg.get("default_scope")):
+            return self._train()
+
+    def _train(self) -> torch.nn.Module:
         resume_from = self._resume_source()
         checkpoint = None
         if resume_from is not None:
@@ -241,6 +253,10 @@ class Runner:
         return model
 
     def test(self) -> dict[str, Any]:
+        with default_scope(self.cfg.get("default_scope")):
+            return self._test()
+
+    def _test(self) -> dict[str, Any]:
         if self.cfg.get("test_dataloader") is None:
             raise RegistryError("this config has no test_dataloader/test_cfg/test_evaluator")
         self.model = place_model(self.model, self.dist, _model_wrapper_cfg(self.cfg))

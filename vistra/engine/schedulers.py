@@ -362,7 +362,7 @@ def _build_one(cfg: dict, optim_wrapper: Any, epoch_length: int | None, max_epoc
         raise RegistryError(
             f"unknown parameter scheduler type {type_name!r} (config key '{where}').{did_you_mean(str(type_name), PARAM_SCHEDULERS.keys())}"
         )
-    check_arguments(cls, cfg, str(type_name), f" (config key '{where}')")
+    check_arguments(cls, cfg, str(type_name), where)
     return cls.build_iter_from_epoch(optimizer=optim_wrapper, epoch_length=epoch_length, **cfg)
 
 

@@ -1,0 +1,205 @@
+"""Upstream models on fixed weights and input, for numeric comparison with vistra.
+
+``oracle.py models export CONFIG OUTDIR [--seed N] [--size H W] [--batch B]``
+    builds the model of an upstream config with the upstream package, gives every
+    parameter and every BatchNorm running statistic seeded random values, and writes
+    ``OUTDIR/upstream.pth`` (the OpenMMLab checkpoint layout ``{'meta', 'state_dict'}``),
+    ``OUTDIR/input.pt`` (a seeded normalised input batch) and ``OUTDIR/upstream_out.pt``
+    (the outputs, see below). Prints the state_dict keys and shapes as JSON.
+
+``oracle.py models run CONFIG CHECKPOINT INPUT OUT``
+    builds the same model, loads ``CHECKPOINT``'s ``state_dict`` *strictly*, and writes
+    the outputs on ``INPUT`` to ``OUT`` (this is how a checkpoint saved by vistra is shown
+    to load into the upstream package and compute the same numbers).
+
+``oracle.py models keys CONFIG [CONFIG ...]``
+    prints {config: {key: shape} or {"error": ...}} for each config's model.
+
+Outputs (eval mode, ``torch.no_grad``): ``'tensor'``, the model's ``mode='tensor'`` result
+(a classifier's logits, a segmentor's decode-head logits); for segmentors also
+``'pred_sem_seg'``, the final per-pixel prediction of ``mode='predict'``. SyncBN is turned
+into BN (same parameter names) so that a single CPU process can run the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+SCOPE_PACKAGES = {
+    "mmpretrain": "mmpretrain",
+    "mmcls": "mmcls",
+    "mmseg": "mmseg",
+    "mmselfsup": "mmselfsup",
+}
+
+
+def load_config(path: str, options: list[str] | None = None):
+    from mmengine.config import Config, DictAction  # noqa: F401
+
+    cfg = Config.fromfile(path)
+    if options:
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(["--cfg-options", *options]).cfg_options)
+    return cfg
+
+
+def build_model(cfg):
+    import oracle_env
+    from mmengine.model.utils import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+
+    scope = cfg.get("default_scope", "mmpretrain")
+    oracle_env.register_all(scope)
+    name = f"oracle-{scope}"
+    if not DefaultScope.check_instance_created(name):
+        DefaultScope.get_instance(name, scope_name=scope)
+    from mmengine.registry import MODELS
+
+    model_cfg = cfg.model
+    if cfg.get("data_preprocessor") is not None and "data_preprocessor" not in model_cfg:
+        model_cfg["data_preprocessor"] = cfg.data_preprocessor
+    model = MODELS.build(model_cfg)
+    return revert_sync_batchnorm(model).eval()
+
+
+def randomise(model: torch.nn.Module, seed: int) -> None:
+    """Seeded values for every parameter and buffer that a checkpoint carries."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            elif name.endswith("running_mean"):
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+            else:
+                fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+                scale = 1.0 / max(fan_in, 1) ** 0.5 if tensor.dim() > 1 else 0.1
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * scale)
+                if name.endswith(("norm.weight", "bn.weight", "ln.weight")) or ".bn" in name:
+                    tensor.add_(1.0)
+
+
+def outputs(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        result = model(inputs, mode="tensor")
+        out = {"tensor": _first_tensor(result)}
+        if _is_segmentor(model):
+            out["pred_sem_seg"] = _seg_predictions(model, inputs)
+    return out
+
+
+def _first_tensor(result):
+    while isinstance(result, (list, tuple)):
+        result = result[-1] if len(result) else result
+    if isinstance(result, dict):
+        result = next(iter(result.values()))
+    return result.detach().clone()
+
+
+def _is_segmentor(model) -> bool:
+    return hasattr(model, "decode_head")
+
+
+def _seg_predictions(model, inputs: torch.Tensor) -> torch.Tensor:
+    from mmseg.structures import SegDataSample
+
+    h, w = inputs.shape[-2:]
+    samples = []
+    for _ in range(inputs.shape[0]):
+        sample = SegDataSample()
+        sample.set_metainfo(
+            dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                padding_size=[0, 0, 0, 0],
+                scale_factor=(1.0, 1.0),
+                flip=False,
+            )
+        )
+        samples.append(sample)
+    preds = model(inputs, samples, mode="predict")
+    return torch.stack([p.pred_sem_seg.data for p in preds])
+
+
+def _state_shapes(model) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def cmd_export(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="oracle.py models export")
+    parser.add_argument("config")
+    parser.add_argument("outdir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, nargs=2, default=[64, 64])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--cfg-options", nargs="+", default=[])
+    ns = parser.parse_args(args)
+    cfg = load_config(ns.config, ns.cfg_options)
+    torch.manual_seed(ns.seed)
+    model = build_model(cfg)
+    randomise(model, ns.seed)
+    gen = torch.Generator().manual_seed(ns.seed + 1)
+    inputs = torch.randn(ns.batch, ns.channels, *ns.size, generator=gen)
+    os.makedirs(ns.outdir, exist_ok=True)
+    meta = {
+        "source": "upstream oracle",
+        "config": os.path.basename(ns.config),
+        "scope": cfg.get("default_scope"),
+    }
+    torch.save(
+        {"meta": meta, "state_dict": model.state_dict()}, os.path.join(ns.outdir, "upstream.pth")
+    )
+    torch.save(inputs, os.path.join(ns.outdir, "input.pt"))
+    torch.save(outputs(model, inputs), os.path.join(ns.outdir, "upstream_out.pt"))
+    json.dump(_state_shapes(model), sys.stdout)
+    return 0
+
+
+def cmd_run(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="oracle.py models run")
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("input")
+    parser.add_argument("out")
+    parser.add_argument("--cfg-options", nargs="+", default=[])
+    ns = parser.parse_args(args)
+    model = build_model(load_config(ns.config, ns.cfg_options))
+    ckpt = torch.load(ns.checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)
+    model.load_state_dict(state, strict=True)  # raises naming every missing/unexpected key
+    torch.save(outputs(model, torch.load(ns.input, weights_only=True)), ns.out)
+    return 0
+
+
+def cmd_keys(args: list[str]) -> int:
+    result = {}
+    for path in args:
+        try:
+            result[path] = _state_shapes(build_model(load_config(path)))
+        except Exception as exc:  # noqa: BLE001 - reported per config
+            result[path] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    json.dump(result, sys.stdout)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"export": cmd_export, "run": cmd_run, "keys": cmd_keys}
+    if not argv or argv[0] not in commands:
+        print(f"usage: oracle.py models {{{','.join(commands)}}} ...", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
