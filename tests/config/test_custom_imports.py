@@ -73,3 +73,27 @@ def test_bad_custom_imports_values_are_errors():
         import_custom_modules({"custom_imports": {"imports": [1]}})
     with pytest.raises(CustomImportError, match="must be dict"):
         import_custom_modules({"custom_imports": ["x"]})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mmpretrain.models",
+        "mmcls.models",
+        "mmseg.models",
+        "mmselfsup.models.utils.res_layer_extra_norm",
+        "mmdet.models",
+        "mmpretrain",
+    ],
+)
+def test_openmmlab_modules_vistra_stands_in_for_are_satisfied_without_an_import(write, name):
+    path = write("c.py", f"custom_imports = dict(imports=['{name}'], allow_failed_imports=False)\n")
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports.imports == [name]
+    assert name.split(".")[0] not in sys.modules  # nothing was imported, nothing failed
+
+
+def test_a_look_alike_of_an_openmmlab_package_still_has_to_import(write):
+    path = write("c.py", "custom_imports = dict(imports=['mmpretrain_plugins.models'])\n")
+    with pytest.raises(CustomImportError, match="cannot import 'mmpretrain_plugins.models'"):
+        Config.fromfile(path)

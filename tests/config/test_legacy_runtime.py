@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from vistra.config import Config, ConfigError
-from vistra.config.legacy import legacy_markers, split_cfg_options
+from vistra.config.legacy import (
+    is_1x_config,
+    legacy_markers,
+    split_cfg_options,
+    stale_legacy_keys,
+    upgrade_config,
+)
 from vistra.config.legacy import model as legacy_model
 from vistra.config.legacy import runtime as legacy_runtime
 from vistra.config.legacy.context import LegacyContext
@@ -218,3 +224,51 @@ def test_hooks_env_and_resume():
 def test_unknown_logger_hook_is_an_error():
     with pytest.raises(ConfigError, match=r"log_config.hooks\[0\].*TensorboardLoggerHook"):
         _runtime_ctx({"log_config": dict(interval=1, hooks=[dict(type="WandbLoggerHook")])})
+
+
+# ----------------------------------------------------------------------------- stale keys
+ONE_X = {
+    "default_scope": "mmpretrain",
+    "train_dataloader": dict(batch_size=64, dataset=dict(type="ImageNet")),
+    "train_cfg": dict(by_epoch=True, max_epochs=300),
+    "optim_wrapper": dict(optimizer=dict(type="AdamW", lr=4e-3)),
+}
+
+
+def test_a_1x_config_with_stale_0x_keys_keeps_every_key_and_names_them_once(write):
+    # MMPretrain's HorNet configs: a 0.x `data = dict(samples_per_gpu=128)` beside the 1.x
+    # dataloaders it inherits; MMEngine keeps it, MMPretrain trains with the 1.x keys
+    path = write("hornet.py", f"{_as_python(ONE_X)}\ndata = dict(samples_per_gpu=128)\n")
+    cfg = Config.fromfile(path)
+    assert legacy_markers(cfg) == ["data"] and is_1x_config(cfg)
+    assert stale_legacy_keys(cfg) == ["data"]
+    upgraded = upgrade_config(cfg)
+    assert upgraded.to_dict() == cfg.to_dict()  # identical to MMEngine's merged config
+    assert len(upgraded.legacy_notes) == 1
+    assert "'data'" not in upgraded.legacy_notes[0] and "(data)" in upgraded.legacy_notes[0]
+    assert "ignored" in upgraded.legacy_notes[0] and str(path) in upgraded.legacy_notes[0]
+
+
+def test_a_complete_1x_triple_makes_a_1x_config_without_default_scope():
+    cfg = {k: v for k, v in ONE_X.items() if k != "default_scope"}
+    stale = {**cfg, "runner": dict(type="EpochBasedRunner", max_epochs=1), "total_iters": 5}
+    assert stale_legacy_keys(stale) == ["runner", "total_iters"]
+    val = {"val_dataloader": {}, "val_cfg": {}, "val_evaluator": dict(type="Accuracy")}
+    assert is_1x_config(val)
+    # a 0.x top-level model train_cfg is no loop: not a 1.x triple
+    assert not is_1x_config({**cfg, "train_cfg": dict(augments=None)})
+
+
+def test_a_0x_config_mixing_schemas_is_still_an_error():
+    old = {
+        "data": dict(samples_per_gpu=2, train=dict()),
+        "train_dataloader": dict(batch_size=2),
+        "model": dict(type="EncoderDecoder"),
+    }
+    assert not is_1x_config(old) and stale_legacy_keys(old) == []
+    with pytest.raises(ConfigError, match="both 'data' \\(0.x\\) and 'train_dataloader'"):
+        upgrade_config(Config(old, filename="mixed.py"))
+
+
+def _as_python(values: dict) -> str:
+    return "\n".join(f"{key} = {value!r}" for key, value in values.items())

@@ -182,7 +182,25 @@ def test_base_variables_are_readable_in_python_configs(write):
     )
     cfg = Config.fromfile(path)
     assert cfg.depth == 100 and cfg.head == {"n": 5} and cfg.first_lr == 0.1
-    assert cfg.model.head.n == 10  # changing the copy leaves the inherited value alone
+    # `_base_` is the merged bases themselves (MMEngine): changing what it holds changes what
+    # is inherited, as MMPretrain's MobileOne configs rely on
+    assert cfg.model.head.n == 5
+
+
+def test_assigning_into_base_changes_the_inherited_value_as_in_mmengine(write):
+    write("base.py", "loader = dict(dataset=dict(pipeline=[dict(type='A', scale=224)]))\n")
+    path = write(
+        "c.py",
+        """
+        _base_ = 'base.py'
+        pipeline = [dict(type='A', scale=160), dict(type='B', level=7)]
+        _base_.loader.dataset.pipeline = pipeline
+        pipeline[1]['level'] *= 0.1  # after the assignment: the stored copy keeps 7
+        """,
+    )
+    cfg = Config.fromfile(path)
+    assert cfg.loader.dataset.pipeline == [dict(type="A", scale=160), dict(type="B", level=7)]
+    assert cfg.pipeline[1]["level"] == pytest.approx(0.7)
 
 
 def test_missing_base_variable_names_file_line_and_close_keys(write):

@@ -103,3 +103,19 @@ def test_in_process_python_output(capsys):
     assert main([str(LEVEL4), "--cfg-options", "train_dataloader.batch_size=2"]) == 0
     out = capsys.readouterr().out
     assert "batch_size=2" in out and out.startswith("model = dict(")
+
+
+def test_a_1x_config_with_stale_0x_keys_prints_as_loaded_after_one_notice(tmp_path, capsys):
+    path = tmp_path / "stale.py"
+    path.write_text(
+        "default_scope = 'mmseg'\n"
+        "train_dataloader = dict(batch_size=4)\n"
+        "train_cfg = dict(type='IterBasedTrainLoop', max_iters=60000)\n"
+        "optim_wrapper = dict(optimizer=dict(type='Adam', lr=0.001))\n"
+        "total_iters = 60000\n"  # MMSegmentation's CGNet configs keep this 0.x key
+    )
+    assert main([str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == Config.fromfile(path).to_dict()  # every key kept
+    notices = [line for line in captured.err.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and "(total_iters)" in notices[0] and "ignored" in notices[0]

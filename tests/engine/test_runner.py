@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from vistra.config import Config, ConfigError
+from vistra.config import Config
 from vistra.dist.model_wrap import BatchNormXd, unwrap
 from vistra.engine.hooks import Hook
 from vistra.engine.runner import Runner
@@ -142,14 +142,17 @@ def trained(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- config checks
-def test_a_0x_evaluation_key_in_a_1x_config_is_an_error_naming_both(tmp_path):
-    # evaluation=dict(interval=2) says what train_cfg.val_interval / val_evaluator say: a
-    # config holds one schema's keys or the other's (vistra.config.legacy translates 0.x)
+def test_a_stale_0x_evaluation_key_in_a_1x_config_is_ignored_with_one_note(tmp_path):
+    # MMEngine keeps evaluation=dict(interval=2) in a 1.x config and never reads it (upstream
+    # HorNet/ViT-IPU configs carry such stale keys): vistra runs train_cfg.val_interval and
+    # says once, in the log, which 0.x key it ignored (a 0.x config mixing the two schemas
+    # is still an error: tests/config/test_legacy_runtime.py)
     cfg = tiny_cfg(tmp_path, max_epochs=4, train_samples=4, evaluation=dict(interval=2))
-    with pytest.raises(ConfigError) as info:
-        build(cfg)
-    assert "'evaluation' (0.x)" in str(info.value) and "'val_evaluator' (1.x)" in str(info.value)
-    assert not list(tmp_path.rglob("*.log"))  # stopped before the run started
+    runner = build(cfg)
+    assert runner.cfg["evaluation"] == dict(interval=2)  # kept, as MMEngine keeps it
+    log = next(tmp_path.rglob("*.log")).read_text()
+    assert log.count("also holds 0.x keys (evaluation)") == 1
+    assert "they are ignored" in log
 
 
 @pytest.mark.parametrize(

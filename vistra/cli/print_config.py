@@ -2,7 +2,8 @@
 
 Prints the config after ``_base_`` inheritance, placeholders and ``--cfg-options`` as
 Python (reloadable) or as JSON (tuples become lists). A 0.x config is printed as its 1.x
-translation, the config the engine runs. A bad config is one line on
+translation, the config the engine runs; a 1.x config that still holds stale 0.x keys is
+printed as loaded, after one notice naming the keys the engine ignores. A bad config is one line on
 stderr and exit code 2. torch is never imported.
 """
 
@@ -41,6 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load(path: str, cfg_options: dict | None = None) -> tuple[Config, list[str]]:
+    """The config ``print-config`` shows for ``path`` and the notices it prints before it.
+
+    A 0.x config becomes its 1.x translation; a 1.x config with stale 0.x keys stays as
+    loaded (keys and all, as MMEngine loads it) with one notice naming the ignored keys.
+    """
+    cfg = Config.fromfile(path)
+    options = dict(cfg_options or {})
+    notices: list[str] = []
+    if legacy_markers(cfg):  # show what the engine will run: the 1.x translation
+        before, options = split_cfg_options(cfg, options)
+        cfg.merge_from_dict(before)
+        cfg = upgrade_config(cfg)
+        notices.append(cfg.legacy_notes[0])
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg, notices
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code (2 for a bad config or bad flags)."""
     parser = build_parser()
@@ -49,15 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse already printed its message (or --help)
         return e.code if isinstance(e.code, int) else 2
     try:
-        cfg = Config.fromfile(args.config)
-        options = dict(args.cfg_options or {})
-        if legacy_markers(cfg):  # show what the engine will run: the 1.x translation
-            before, options = split_cfg_options(cfg, options)
-            cfg.merge_from_dict(before)
-            cfg = upgrade_config(cfg)
-            print(f"notice: {cfg.legacy_notes[0]}", file=sys.stderr)
-        if options:
-            cfg.merge_from_dict(options)
+        cfg, notices = load(args.config, args.cfg_options)
+        for line in notices:
+            print(f"notice: {line}", file=sys.stderr)
         text = dump_json(cfg.to_dict()) if args.json else cfg.pretty_text
     except (ConfigError, RegistryError) as e:  # RegistryError: from a custom_imports module
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)

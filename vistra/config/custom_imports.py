@@ -4,6 +4,13 @@
 imports each module by name (as MMEngine's ``import_modules_from_strings``); a module
 that fails to import is an error naming it, or only a warning with
 ``allow_failed_imports=True``.
+
+Modules of the OpenMMLab packages whose configs vistra reads (``mmpretrain``, ``mmcls``,
+``mmseg``, ``mmselfsup``, ``mmdet`` and their submodules, e.g. ``mmpretrain.models`` as
+MMSegmentation's ConvNeXt configs ask for) are satisfied without importing anything:
+upstream configs import them only to register types, and vistra's own registry already
+holds what vistra provides of them (a type it lacks is reported when the model is built).
+vistra never imports those packages, even where they are installed.
 """
 
 from __future__ import annotations
@@ -18,12 +25,20 @@ from typing import Any
 from vistra.config.errors import CustomImportError, did_you_mean
 
 _VALID_KEYS = ("imports", "allow_failed_imports")
+# Top-level packages whose modules vistra stands in for (see the module docstring).
+PROVIDED_PACKAGES = ("mmpretrain", "mmcls", "mmseg", "mmselfsup", "mmdet")
+
+
+def is_provided(name: str) -> bool:
+    """Whether module ``name`` belongs to a package vistra stands in for (no import needed)."""
+    return name.split(".", 1)[0] in PROVIDED_PACKAGES
 
 
 def import_custom_modules(cfg: Mapping[str, Any]) -> list[types.ModuleType]:
     """Import the modules named by ``cfg['custom_imports']``; returns those imported.
 
-    ``cfg`` is a Config or a dict; without a ``custom_imports`` key nothing happens.
+    ``cfg`` is a Config or a dict; without a ``custom_imports`` key nothing happens. Names
+    of :data:`PROVIDED_PACKAGES` count as imported and are not returned.
     """
     spec = cfg.get("custom_imports") if "custom_imports" in cfg else None
     if not spec:
@@ -47,6 +62,8 @@ def import_custom_modules(cfg: Mapping[str, Any]) -> list[types.ModuleType]:
     allow_failed = bool(spec.get("allow_failed_imports", False))
     modules = []
     for name in names:
+        if is_provided(name):
+            continue
         module = _import_one(name, allow_failed)
         if module is not None:
             modules.append(module)

@@ -4,19 +4,21 @@ For each file (MMEngine's ``Config._file2dict`` order):
 
 1. read the text and substitute placeholders (predefined variables, environment
    variables) and mark ``{{_base_.x}}`` references (see :mod:`vistra.config.placeholders`);
-2. find ``_base_`` (a path or a list of paths, relative to this file) and load each base the
-   same way, recursively; two bases of one file may not define the same top-level key;
+2. find ``_base_`` (a path or a list of paths, relative to this file, or
+   ``'scope::path'`` in a package's config tree: :mod:`vistra.config.scopes`) and load each
+   base the same way, recursively; two bases of one file may not define the same top-level
+   key;
 3. evaluate this file: Python is executed with the merged bases readable as ``_base_``
-   (so ``model = _base_.model`` works); its module-level variables, except modules,
-   functions, classes and names starting with ``__``, become the config. JSON and YAML are
-   parsed;
+   (so ``model = _base_.model`` works; as in MMEngine it is the merged bases themselves,
+   so ``_base_.train_dataloader.dataset.pipeline = [...]`` changes what is inherited);
+   its module-level variables, except modules, functions, classes and names starting
+   with ``__``, become the config. JSON and YAML are parsed;
 4. merge this file onto its bases (:func:`vistra.config.merge.merge_into`).
 """
 
 from __future__ import annotations
 
 import ast
-import copy
 import os
 import types
 import warnings
@@ -35,6 +37,7 @@ from vistra.config.placeholders import (
     substitute_env,
     substitute_predefined,
 )
+from vistra.config.scopes import is_scoped, mark_scope, resolve_scoped_base
 
 BASE_KEY = "_base_"
 DEPRECATION_KEY = "_deprecation_"
@@ -132,8 +135,10 @@ def _load_bases(
     owner: dict[Any, str] = {}
     texts: list[str] = []
     for base in base_files:
-        base_path = _resolve_base_path(base, path)
+        base_path, scope = _resolve_base_path(base, path)
         loaded = _load(base_path, options, chain)
+        if scope is not None:
+            loaded.cfg = mark_scope(loaded.cfg, scope)
         for key in loaded.cfg:
             if key in owner:
                 raise ConfigError(
@@ -148,18 +153,16 @@ def _load_bases(
     return base_cfg, texts
 
 
-def _resolve_base_path(base: str, path: str) -> str:
-    if "::" in base:
-        raise ConfigError(
-            f"{path}: base {base!r} names a package scope ('pkg::path'), which vistra does not "
-            "support; copy that config next to yours and give its path instead"
-        )
+def _resolve_base_path(base: str, path: str) -> tuple[str, str | None]:
+    """The file a ``_base_`` entry names and its package scope (``None`` for a plain path)."""
+    if is_scoped(base):
+        return resolve_scoped_base(base, path)
     base_path = os.path.normpath(os.path.join(os.path.dirname(path), os.path.expanduser(base)))
     if not os.path.isfile(base_path):
         raise ConfigError(
             f"base config {base!r} not found: tried {base_path} (asked for by {path})"
         )
-    return base_path
+    return base_path, None
 
 
 def _as_path_list(value: Any, path: str, line: int | None) -> list[str]:
@@ -220,7 +223,8 @@ def _python_base_files(tree: ast.Module, path: str) -> list[str]:
 
 
 def _exec_python(tree: ast.Module, path: str, base_cfg: ConfigDict, refs: dict) -> dict:
-    namespace: dict[str, Any] = {BASE_KEY: copy.deepcopy(base_cfg), "__file__": path}
+    # the bases themselves, not a copy: MMEngine lets a config assign into `_base_`
+    namespace: dict[str, Any] = {BASE_KEY: base_cfg, "__file__": path}
     used_names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     for token, ref in refs.items():
         if token in used_names:  # a {{_base_.x}} that stands for a whole value

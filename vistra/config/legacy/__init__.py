@@ -2,7 +2,10 @@
 0.x, MMSelfSup 0.x), translated once, at load time, into the 1.x keys the engine uses.
 
 ``upgrade_config(cfg)`` returns the translated Config (or ``cfg`` itself for a 1.x config);
-its ``legacy_notes`` list what was translated. The steps, in order:
+its ``legacy_notes`` list what was translated. A 1.x config that still holds a few 0.x keys
+(:func:`~vistra.config.legacy.detect.is_1x_config`) is not translated: its values stay as
+they are (the 0.x keys too, as MMEngine keeps them) and its one note names the 0.x keys
+that are ignored. The steps of a translation, in order:
 
 - ``model.relocate_model_cfgs``: a top-level 0.x ``train_cfg``/``test_cfg`` belongs to the model;
 - ``schedule.translate``: ``runner``/``total_*``, ``optimizer``, ``optimizer_config``, ``fp16``,
@@ -25,14 +28,18 @@ from vistra.config.legacy.detect import (
     LEGACY_KEYS,
     check_conflicts,
     guess_task,
+    is_1x_config,
     is_iter_based,
     legacy_markers,
+    stale_legacy_keys,
 )
 
 __all__ = [
     "LEGACY_KEYS",
     "LegacyContext",
+    "is_1x_config",
     "legacy_markers",
+    "stale_legacy_keys",
     "split_cfg_options",
     "translate",
     "upgrade_config",
@@ -54,11 +61,25 @@ def translate(old: Mapping[str, Any], source: str) -> LegacyContext:
 
 
 def upgrade_config(cfg: Config) -> Config:
-    """``cfg`` translated to the 1.x schema when it is a 0.x config, else ``cfg`` unchanged."""
+    """``cfg`` translated to the 1.x schema when it is a 0.x config, else ``cfg`` unchanged
+    (a 1.x config with stale 0.x keys comes back as a copy whose note names them)."""
     markers = legacy_markers(cfg)
     if not markers:
         return cfg
     source = cfg.filename or "<config>"
+    if is_1x_config(cfg):
+        summary = (
+            f"{source} is a 1.x config that also holds 0.x keys ({', '.join(markers)}); "
+            "they are ignored, as the 1.x OpenMMLab tools ignore them (the 1.x keys beside "
+            "them are used)"
+        )
+        return Config(
+            cfg.to_dict(),
+            cfg_text=cfg.text,
+            filename=cfg.filename,
+            env_variables=cfg.env_variables,
+            legacy_notes=(summary,),
+        )
     ctx = translate(cfg.to_dict(), source)
     summary = (
         f"{source} is a 0.x (MMCV runner) config ({', '.join(markers)}); translated to the "

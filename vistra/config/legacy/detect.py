@@ -1,4 +1,17 @@
-"""Is a config written for the 0.x (MMCV runner) tools, and does it mix the two schemas?"""
+"""Is a config written for the 0.x (MMCV runner) tools, and does it mix the two schemas?
+
+A config that holds 0.x keys is one of two things:
+
+- a **1.x config with stale 0.x keys** (MMPretrain's HorNet configs keep a 0.x
+  ``data = dict(samples_per_gpu=128)``; MMSegmentation's CGNet configs a ``total_iters``):
+  it sets ``default_scope`` (a key that only MMEngine-era configs have) or holds a complete
+  1.x triple (``train_dataloader`` + ``train_cfg`` + ``optim_wrapper``, or the ``val_``/
+  ``test_`` dataloader + cfg + evaluator). MMEngine loads it and the 1.x tools run its 1.x
+  keys; the 0.x keys are inert. vistra does the same and says once which keys it ignores;
+- otherwise a **0.x config**, translated to 1.x (:mod:`vistra.config.legacy`); a 0.x key
+  beside its 1.x twin there is an error (:func:`check_conflicts`), since it is unclear
+  which of the two the author meant.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +65,13 @@ CONFLICTS = (
 
 LOOP_KEYS = ("max_iters", "max_epochs", "val_interval", "val_begin", "by_epoch")
 
+# The 1.x keys that together run one stage; a config holding all of one triple is 1.x.
+TRIPLES = (
+    ("train_dataloader", "train_cfg", "optim_wrapper"),
+    ("val_dataloader", "val_cfg", "val_evaluator"),
+    ("test_dataloader", "test_cfg", "test_evaluator"),
+)
+
 
 def is_loop_cfg(value: Any) -> bool:
     """A 1.x ``train_cfg``/``test_cfg`` (a loop) rather than a 0.x model's train/test cfg."""
@@ -63,11 +83,30 @@ def is_loop_cfg(value: Any) -> bool:
 
 
 def legacy_markers(cfg: Mapping[str, Any]) -> list[str]:
-    """The 0.x keys of ``cfg`` (empty for a 1.x config)."""
+    """The 0.x keys of ``cfg``: those of a 0.x config, or the stale keys of a 1.x config
+    (:func:`is_1x_config` tells which); empty when there are none."""
     markers = [key for key in LEGACY_KEYS if key in cfg and _is_set(key, cfg[key])]
     if "optimizer" in cfg and "optim_wrapper" not in cfg:
         markers.append("optimizer")
     return markers
+
+
+def is_1x_config(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``cfg`` is written for the 1.x tools, whatever 0.x keys it also holds: it sets
+    ``default_scope`` or holds one complete 1.x triple (see the module docstring)."""
+    if cfg.get("default_scope") is not None:
+        return True
+    for loader, loop, last in TRIPLES:
+        if all(cfg.get(key) is not None for key in (loader, loop, last)):
+            if loop != "train_cfg" or is_loop_cfg(cfg[loop]):
+                return True
+    return False
+
+
+def stale_legacy_keys(cfg: Mapping[str, Any]) -> list[str]:
+    """The 0.x keys of a 1.x config, which the 1.x tools ignore (empty for a 0.x config)."""
+    markers = legacy_markers(cfg)
+    return markers if markers and is_1x_config(cfg) else []
 
 
 def _is_set(key: str, value: Any) -> bool:
