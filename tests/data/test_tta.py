@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from vistra.checkpoint import load_state_dict
 from vistra.data.collate import pseudo_collate
 from vistra.data.structures import DataSample, PixelData
 from vistra.data.transforms import tta as tta_transforms
 from vistra.data.transforms.base import Compose
-from vistra.engine.checkpoint import load_state_dict
 from vistra.models.segmentors_tta import SegTTAModel, merge_views, split_views
 from vistra.registry import MODELS, TRANSFORMS
 

@@ -19,10 +19,10 @@ import sys
 
 import torch
 
+from vistra.checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict
 from vistra.config import CfgOptionsAction, Config
 from vistra.data.collate import pseudo_collate
 from vistra.data.transforms.base import Compose
-from vistra.engine.checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict
 from vistra.registry import MODELS
 from vistra.visualization.mae_reconstruction import save_reconstruction
 

@@ -143,10 +143,10 @@ def drop_pretrained_init(node: Any) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
     import torch.distributed as torch_dist
 
+    from vistra.checkpoint import CheckpointError
     from vistra.config import Config
     from vistra.dist import destroy_dist, revert_sync_batchnorm, unwrap
     from vistra.engine import build as B
-    from vistra.engine.checkpoint import CheckpointError
     from vistra.engine.runner import Runner
     from vistra.evaluation.knn import extract_features
 

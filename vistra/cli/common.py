@@ -122,9 +122,9 @@ def run_reporting_errors(fn: Callable[[], Any]) -> int:
         UsageError,
     )
     try:
+        from vistra.checkpoint import CheckpointError
         from vistra.data.errors import DataError
         from vistra.dist.launch import LaunchError
-        from vistra.engine.checkpoint import CheckpointError
 
         user_errors += (CheckpointError, LaunchError, DataError)
     except ImportError:

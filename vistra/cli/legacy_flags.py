@@ -292,7 +292,7 @@ def apply_train_flags(cfg: Config, args: argparse.Namespace) -> None:
 
 def latest_checkpoint(work_dir: str) -> str | None:
     """For 0.x ``--auto-resume --load-from``: resume when the work dir has a checkpoint."""
-    from vistra.engine.checkpoint import find_latest_checkpoint
+    from vistra.checkpoint import find_latest_checkpoint
 
     latest = find_latest_checkpoint(work_dir)
     return None if latest is None else str(latest)

@@ -23,12 +23,12 @@ import torch
 import torch.distributed as torch_dist
 
 import vistra
+from vistra import checkpoint as ckpt_io
 from vistra.config import Config
 from vistra.config.legacy import legacy_markers, upgrade_config
 from vistra.dist import DistInfo, broadcast_object, init_dist, place_model, slurm, unwrap
 from vistra.dist.watchdog import DEFAULT_TIMEOUT, NullWatchdog, Watchdog
 from vistra.engine import build as B
-from vistra.engine import checkpoint as ckpt_io
 from vistra.engine.logging import LogProcessor, MessageHub, setup_logger
 from vistra.registry import (
     LOG_PROCESSORS,
@@ -332,8 +332,12 @@ class Runner:
             source, allow_unsafe=bool(self.cfg.get("allow_unsafe_load"))
         )
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
-        state = ckpt_io.revise_keys(ckpt_io.extract_state_dict(checkpoint))
-        report = ckpt_io.load_state_dict(unwrap(self.model), state, source=str(source))
+        report = ckpt_io.load_state_dict(
+            unwrap(self.model),
+            ckpt_io.extract_state_dict(checkpoint),
+            source=str(source),
+            revise=ckpt_io.DDP_PREFIX,
+        )
         if strict and report.unset:
             logger.error("%s", report.table())
             raise ckpt_io.CheckpointError(
@@ -408,9 +412,15 @@ class Runner:
             self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
         else:
             logger.warning("%s has no optimizer state; the optimizer starts fresh", path)
-        for scheduler, state in zip(self.param_schedulers, checkpoint.get("param_schedulers", [])):
-            scheduler.load_state_dict(state)
-        self.message_hub.load_state_dict(checkpoint.get("message_hub", {}))
+        if ckpt_io.is_mmengine_checkpoint(checkpoint):  # maps what it can, logs the rest
+            ckpt_io.mmengine_compat.restore_state(
+                checkpoint, self.param_schedulers, self.message_hub, path
+            )
+        else:
+            states = checkpoint.get("param_schedulers", [])
+            for scheduler, state in zip(self.param_schedulers, states):
+                scheduler.load_state_dict(state)
+            self.message_hub.load_state_dict(checkpoint.get("message_hub", {}))
         meta = checkpoint.get("meta", {})
         loop_state = checkpoint.get("loop_state") or {
             "epoch": meta.get("epoch", 0),

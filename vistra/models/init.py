@@ -246,7 +246,7 @@ class PretrainedInit:
         self, checkpoint: str, prefix: str | None = None, map_location: str = "cpu"
     ) -> None:
         if not isinstance(checkpoint, str) or not checkpoint:
-            from vistra.engine.checkpoint import CheckpointError
+            from vistra.checkpoint import CheckpointError
 
             raise CheckpointError(
                 f"init_cfg=dict(type='Pretrained') needs checkpoint=<path or URL>, got "
@@ -256,7 +256,7 @@ class PretrainedInit:
         self.wholemodule = False
 
     def __call__(self, module: nn.Module) -> None:
-        from vistra.engine.checkpoint import load_pretrained  # engine imports models lazily too
+        from vistra.checkpoint import load_pretrained
 
         load_pretrained(module, self.checkpoint, self.prefix, self.map_location)
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vistra import checkpoint as ckpt_io
 from vistra.dist.model_wrap import unwrap
-from vistra.engine import checkpoint as ckpt_io
 from vistra.engine.hooks.hook import Hook
 from vistra.registry import HOOKS, MODELS
 

@@ -1,0 +1,78 @@
+"""Where a checkpoint comes from: ``open-mmlab://``, ``torchvision://`` and ``http(s)://``.
+
+The shorthands resolve to URLs; URLs download through the torch hub cache, hash-checked
+when the file name carries a hash (``name-<sha256 prefix>.pth``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vistra.checkpoint.errors import CheckpointError
+
+# MMCV's model-zoo shorthands used by MMSegmentation configs (``pretrained='open-mmlab://...'``).
+OPEN_MMLAB_URLS = {
+    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+}
+
+
+def resolve_source(source: str) -> str:
+    """``open-mmlab://name`` and ``torchvision://name`` to the URL they stand for."""
+    if source.startswith("open-mmlab://"):
+        name = source[len("open-mmlab://") :]
+        if name not in OPEN_MMLAB_URLS:
+            raise CheckpointError(
+                f"unknown {source!r}; known: {', '.join(sorted(OPEN_MMLAB_URLS))}"
+            )
+        return OPEN_MMLAB_URLS[name]
+    if source.startswith("torchvision://"):
+        import torchvision.models
+
+        name = source[len("torchvision://") :]
+        try:
+            return torchvision.models.get_weight(f"{_tv_enum(name)}.DEFAULT").url
+        except Exception as exc:
+            raise CheckpointError(f"unknown {source!r}: {exc}") from None
+    return source
+
+
+def _tv_enum(name: str) -> str:
+    # 'resnet50' -> 'ResNet50_Weights'
+    import torchvision.models
+
+    for weights in torchvision.models.list_models():
+        if weights == name:
+            return type(torchvision.models.get_model_weights(name).DEFAULT).__name__
+    raise KeyError(name)
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def load_url(url: str, map_location: str | torch.device, weights_only: bool) -> Any:
+    """A checkpoint from ``url`` through the torch hub cache."""
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, map_location=map_location, check_hash=True, weights_only=weights_only
+        )
+    except Exception as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+        raise CheckpointError(
+            f"cannot load {url}: {first_line(exc)}. Without network access, place the file at {cache}"
+        ) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The line of an exception's text that says what went wrong."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:  # torch's refusal text names the global on a line of its own
+        if "Unsupported global" in ln or "Unsupported operand" in ln:
+            return ln
+    return lines[0] if lines else type(exc).__name__
