@@ -99,7 +99,7 @@ def test_config_errors_name_the_key():
         RegistryError, match=r"'Accuracyy'.*'val_evaluator'.*did you mean 'Accuracy'"
     ):
         build_evaluator({"type": "Accuracyy"}, key_path="val_evaluator")
-    with pytest.raises(RegistryError, match=r"'test_evaluator\[1\]'.*'topk'"):
+    with pytest.raises(RegistryError, match=r"'test_evaluator\[1\]\.topkk'.*'topk'"):
         build_evaluator([{"type": "Accuracy"}, {"type": "Accuracy", "topkk": 5}], "test_evaluator")
     with pytest.raises(TypeError, match="'val_evaluator'"):
         build_evaluator("Accuracy", key_path="val_evaluator")

@@ -23,6 +23,12 @@ PRED_2 = [[2, 2], [0, 1]]
 GT_2 = [[2, 0], [0, 255]]
 
 
+def F32(x: float) -> float:
+    """The number MMSegmentation returns for a 2-decimal percentage: a float32 (66.67 is
+    66.66999816894531 as a Python float), which the log prints as 66.6700."""
+    return float(np.float32(x))
+
+
 def seg_sample(pred, gt=None, **metainfo):
     sample = {"pred_sem_seg": {"data": torch.tensor(pred)[None]}, **metainfo}
     if gt is not None:
@@ -63,24 +69,24 @@ def test_absent_class_is_nan_and_left_out_of_the_mean():
     assert list(out) == ["aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall"]
     assert out == {
         "aAcc": 80.0,
-        "mIoU": 66.67,
-        "mAcc": 83.33,
+        "mIoU": F32(66.67),
+        "mAcc": F32(83.33),
         "mDice": 80.0,
         "mFscore": 80.0,
-        "mPrecision": 83.33,
-        "mRecall": 83.33,
+        "mPrecision": F32(83.33),
+        "mRecall": F32(83.33),
     }
     per_class = metric.classwise_results
     assert list(per_class) == ["IoU", "Acc", "Dice", "Fscore", "Precision", "Recall"]
-    assert per_class["IoU"]["a"] == 66.67 and per_class["Acc"]["a"] == 100.0
-    assert per_class["Acc"]["b"] == 66.67 and math.isnan(per_class["IoU"]["c"])
+    assert per_class["IoU"]["a"] == F32(66.67) and per_class["Acc"]["a"] == 100.0
+    assert per_class["Acc"]["b"] == F32(66.67) and math.isnan(per_class["IoU"]["c"])
 
 
 def test_nan_to_num_fills_absent_classes_before_the_mean():
     metric = make_metric(nan_to_num=0)
     metric.process(None, [seg_sample(PRED_1, GT_1)])
     out = metric.evaluate(1)
-    assert out == {"aAcc": 80.0, "mIoU": 44.44, "mAcc": 55.56}
+    assert out == {"aAcc": 80.0, "mIoU": F32(44.44), "mAcc": F32(55.56)}
     assert metric.classwise_results["IoU"]["c"] == 0.0
 
 
@@ -88,7 +94,7 @@ def test_beta_weighs_recall():
     metric = make_metric(iou_metrics="mFscore", beta=2)
     metric.process(None, [seg_sample(PRED_1, GT_1)])
     # F2 per class: 10/11 and 10/14
-    assert metric.evaluate(1)["mFscore"] == round((10 / 11 + 10 / 14) / 2 * 100, 2)
+    assert metric.evaluate(1)["mFscore"] == F32(round((10 / 11 + 10 / 14) / 2 * 100, 2))
 
 
 def test_histograms_are_summed_over_images_before_ratios():
@@ -99,8 +105,8 @@ def test_histograms_are_summed_over_images_before_ratios():
     # totals: intersect [3, 2, 1], union [5, 3, 2], label [4, 3, 1]
     assert out == {
         "aAcc": 75.0,
-        "mIoU": round((3 / 5 + 2 / 3 + 1 / 2) / 3 * 100, 2),
-        "mAcc": round((3 / 4 + 2 / 3 + 1) / 3 * 100, 2),
+        "mIoU": F32(round((3 / 5 + 2 / 3 + 1 / 2) / 3 * 100, 2)),
+        "mAcc": F32(round((3 / 4 + 2 / 3 + 1) / 3 * 100, 2)),
     }
     assert metric.results == []  # cleared for the next evaluation
 
@@ -174,4 +180,30 @@ def test_through_evaluator_with_datasamples_and_registry():
         pred_sem_seg=PixelData(torch.tensor(PRED_1)), gt_sem_seg=PixelData(torch.tensor(GT_1))
     )
     evaluator.process([sample])
-    assert evaluator.evaluate(1) == {"aAcc": 80.0, "mIoU": 66.67, "mAcc": 83.33, "mDice": 80.0}
+    expected = {"aAcc": 80.0, "mIoU": F32(66.67), "mAcc": F32(83.33), "mDice": 80.0}
+    assert evaluator.evaluate(1) == expected
+
+
+def test_rounding_tie_prints_as_mmsegmentation_float32():
+    # class a: 93 of 160 pixels right, IoU = Acc = 58.125 %. MMSegmentation divides the
+    # float32 histograms and rounds with np.round(x * 100, 2) in float32: 58.12 (float64
+    # arithmetic gives 58.13). The table, the per-class values and the mean all follow it.
+    gt = [[0] * 160 + [1] * 40]
+    pred = [[0] * 93 + [1] * 107]
+    metric = IoUMetric()
+    metric.dataset_meta = {"classes": ("a", "b")}
+    metric.process(None, [seg_sample(pred, gt)])
+    out = metric.evaluate(1)
+    assert metric.classwise_results["IoU"]["a"] == F32(58.12)
+    assert metric.classwise_results["Acc"]["a"] == F32(58.12)
+    assert "| 58.12 |" in metric.class_table and "58.13" not in metric.class_table
+    assert out["aAcc"] == F32(66.5)  # (93 + 40) / 200
+    assert str(np.float32(out["mAcc"])) == str(np.round(np.float32((93 / 160 + 1) / 2) * 100, 2))
+
+
+def test_totals_are_float32_sums_in_image_order():
+    from vistra.evaluation.functional import sum_areas
+
+    big = torch.tensor([2**24], dtype=torch.int64)
+    total = sum_areas([big, torch.tensor([1]), torch.tensor([1])])
+    assert total.dtype == torch.float32 and total.item() == 2**24  # as float32 adds them

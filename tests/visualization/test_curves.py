@@ -120,3 +120,33 @@ def test_iteration_based_metrics_are_labelled_by_iteration():
     records = [{"lr": 0.1, "loss": 1.0, "iter": 5, "step": 5}, {"mIoU": 3.0, "step": 5}]
     panels = {p.title: p for p in _panels(split_records(records))}
     assert panels["mIoU"].xlabel == "iteration"
+
+
+def _iter_run(max_iters=40, val_interval=10):
+    """An IterBasedTrainLoop's scalars.json: training lines carry epoch 0 (as MMEngine)."""
+    records = []
+    for it in range(1, max_iters + 1):
+        records.append({"lr": 0.01, "loss": 1.0 / it, "epoch": 0, "iter": it, "step": it})
+        if it % val_interval == 0:
+            records.append({"mIoU": 10.0 + it, "aAcc": 50.0, "step": it})
+    return records
+
+
+def test_iteration_run_with_epoch_zero_labels_validation_by_iteration(tmp_path):
+    from vistra.visualization.curves import _panels
+
+    log = split_records(_iter_run())
+    assert not log.has_epochs
+    panels = {p.title: p for p in _panels(log)}
+    assert panels["mIoU"].xlabel == "iteration" and panels["aAcc"].xlabel == "iteration"
+    assert panels["mIoU"].curves["mIoU"].steps == [10.0, 20.0, 30.0, 40.0]
+    out = plot_training_curves(_write(tmp_path / "scalars.json", _iter_run()), tmp_path / "c.png")
+    assert Image.open(out).size[0] > 0
+
+
+def test_epoch_run_logging_metrics_by_iteration_is_labelled_by_iteration():
+    from vistra.visualization.curves import _panels
+
+    records = [r if "iter" in r else {**r, "step": r["step"] * 10} for r in _epoch_run(10, 2)]
+    panels = {p.title: p for p in _panels(split_records(records))}
+    assert panels["accuracy/top1"].xlabel == "iteration"

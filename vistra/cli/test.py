@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from vistra.cli import legacy_flags
 from vistra.cli.common import (
@@ -93,6 +94,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         hooks["visualization"] = vis
         cfg.default_hooks = hooks
     if args.tta:
+        if _is_classification(cfg):  # MMPretrain's tools/test.py defaults: flip TTA
+            from vistra.models.classifiers_tta import flip_tta_pipeline
+
+            if cfg.get("tta_model") is None:
+                cfg.tta_model = dict(type="AverageClsScoreTTA")
+            if cfg.get("tta_pipeline") is None:
+                cfg.tta_pipeline = flip_tta_pipeline(cfg.test_dataloader.dataset.pipeline)
         if cfg.get("tta_model") is None or cfg.get("tta_pipeline") is None:
             raise UsageError("--tta needs tta_model and tta_pipeline in the config")
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
@@ -119,6 +127,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     check_format_only(cfg.get("test_evaluator"))
     return cfg
+
+
+def _is_classification(cfg: Any) -> bool:
+    """An MMPretrain-scoped config or a classifier model (``--tta`` then has defaults)."""
+    scope = str(cfg.get("default_scope") or "")
+    model_type = str((cfg.get("model") or {}).get("type", ""))
+    return scope in ("mmpretrain", "mmcls") or model_type.endswith("Classifier")
 
 
 def check_format_only(evaluator: object) -> None:

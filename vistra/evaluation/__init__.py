@@ -8,7 +8,7 @@ from vistra.evaluation import functional
 from vistra.evaluation.dump import DumpResults
 from vistra.evaluation.evaluator import Evaluator, build_evaluator
 from vistra.evaluation.metric import BaseMetric
-from vistra.evaluation.metrics import Accuracy, IoUMetric, SingleLabelMetric
+from vistra.evaluation.metrics import Accuracy, IoUMetric, MultiLabelMetric, SingleLabelMetric
 
 __all__ = [
     "Accuracy",
@@ -16,6 +16,7 @@ __all__ = [
     "DumpResults",
     "Evaluator",
     "IoUMetric",
+    "MultiLabelMetric",
     "SingleLabelMetric",
     "build_evaluator",
     "functional",

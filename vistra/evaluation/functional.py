@@ -112,6 +112,29 @@ def precision_recall_f1_support(
     tp = torch.diagonal(matrix)
     pred_sum = matrix.sum(0)
     gt_sum = matrix.sum(1) if gt_count is None else gt_count
+    return _ratios(tp, pred_sum, gt_sum, average)
+
+
+def multilabel_precision_recall_f1_support(
+    pred_positive: torch.Tensor, gt_positive: torch.Tensor, average: str | None = "macro"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall and F1 in percent, and support, of ``(N, C)`` 0/1 predictions.
+
+    A target of -1 (a "difficult" sample, as in VOC) is left out of every count, for
+    prediction and target alike. ``average`` as in :func:`precision_recall_f1_support`.
+    """
+    if average not in AVERAGE_CHOICES:
+        raise ValueError(f"average must be one of {AVERAGE_CHOICES}, got {average!r}")
+    ignored = gt_positive == -1
+    pred_positive = pred_positive.long().masked_fill(ignored, 0)
+    gt_positive = gt_positive.long().masked_fill(ignored, 0)
+    tp = (pred_positive & gt_positive).sum(0)
+    return _ratios(tp, pred_positive.sum(0), gt_positive.sum(0), average)
+
+
+def _ratios(
+    tp: torch.Tensor, pred_sum: torch.Tensor, gt_sum: torch.Tensor, average: str | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if average == "micro":
         tp, pred_sum, gt_sum = tp.sum(), pred_sum.sum(), gt_sum.sum()
     precision = tp / torch.clamp(pred_sum, min=1).float() * 100
@@ -122,6 +145,15 @@ def precision_recall_f1_support(
     if average is None:
         return precision, recall, f1, gt_sum
     return precision.mean(0), recall.mean(0), f1.mean(0), gt_sum.sum(0)
+
+
+def label_to_onehot(
+    label: torch.Tensor | np.ndarray | Sequence | int, num_classes: int
+) -> torch.Tensor:
+    """Class indices to a ``(num_classes,)`` vector counting each index (1 for a label set)."""
+    label = to_tensor([label] if isinstance(label, int) else label).reshape(-1).long()
+    _check_labels(label, num_classes, "target")
+    return torch.bincount(label, minlength=num_classes)
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -148,7 +180,7 @@ def _histogram(values: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.bincount(values, minlength=num_classes).cpu()
 
 
-def f_score(precision: np.ndarray, recall: np.ndarray, beta: float = 1) -> np.ndarray:
+def f_score(precision, recall, beta: float = 1):
     """The F-beta score; ``beta`` weighs recall ``beta`` times as much as precision."""
     return (1 + beta**2) * (precision * recall) / ((beta**2 * precision) + recall)
 
@@ -168,6 +200,10 @@ def total_area_to_metrics(
     (mIoU), ``Dice``/``Acc`` (mDice), ``Fscore``/``Precision``/``Recall`` (mFscore).
     A class absent from both prediction and label gives 0/0 = NaN, which ``nan_to_num``
     replaces when set.
+
+    The ratios are ``float32`` arrays computed in ``float32`` with the same operations
+    as MMSegmentation (its histograms are ``torch.histc`` floats), so that a value that
+    rounds at a tie (58.125 %) rounds as MMSegmentation's does.
     """
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in IOU_METRIC_CHOICES]
@@ -176,29 +212,52 @@ def total_area_to_metrics(
             f"metrics {unknown} are not supported; choose from {list(IOU_METRIC_CHOICES)}"
         )
     inter, union, pred, label = (
-        _as_float64(a)
+        _as_float32(a)
         for a in (total_area_intersect, total_area_union, total_area_pred_label, total_area_label)
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out: dict[str, np.ndarray] = {"aAcc": np.asarray(inter.sum() / label.sum())}
-        for metric in metrics:
-            if metric == "mIoU":
-                out["IoU"] = inter / union
-                out["Acc"] = inter / label
-            elif metric == "mDice":
-                out["Dice"] = 2 * inter / (pred + label)
-                out["Acc"] = inter / label
-            else:  # mFscore
-                precision, recall = inter / pred, inter / label
-                out["Fscore"] = f_score(precision, recall, beta)
-                out["Precision"] = precision
-                out["Recall"] = recall
+    out: dict[str, torch.Tensor] = {"aAcc": inter.sum() / label.sum()}
+    for metric in metrics:
+        if metric == "mIoU":
+            out["IoU"] = inter / union
+            out["Acc"] = inter / label
+        elif metric == "mDice":
+            out["Dice"] = 2 * inter / (pred + label)
+            out["Acc"] = inter / label
+        else:  # mFscore
+            precision, recall = inter / pred, inter / label
+            out["Fscore"] = f_score(precision, recall, beta)
+            out["Precision"] = precision
+            out["Recall"] = recall
+    arrays = {k: v.numpy() for k, v in out.items()}
     if nan_to_num is not None:
-        out = {k: np.nan_to_num(v, nan=nan_to_num) for k, v in out.items()}
-    return out
+        arrays = {k: np.nan_to_num(v, nan=nan_to_num) for k, v in arrays.items()}
+    return arrays
 
 
-def _as_float64(area: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(area, torch.Tensor):
-        area = area.detach().cpu().numpy()
-    return np.asarray(area, dtype=np.float64)
+def sum_areas(areas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ``float32`` sum of per-image histograms, added one image after the other.
+
+    MMSegmentation adds its ``float32`` histograms in dataset order; doing the same keeps
+    every total (even past 2**24 pixels, where ``float32`` stops counting exactly) equal
+    to its total.
+    """
+    total = areas[0].to(torch.float32)
+    for area in areas[1:]:
+        total = total + area.to(torch.float32)
+    return total
+
+
+def round_percent(value: np.ndarray) -> np.ndarray:
+    """A fraction as a percentage rounded to 2 decimals, in the array's own precision.
+
+    ``np.round(x * 100, 2)`` on ``float32``, as MMSegmentation rounds both its summary
+    and its per-class table: a ``float32`` 0.58125 becomes 58.12, where ``float64``
+    arithmetic gives 58.13.
+    """
+    return np.round(value * 100, 2)
+
+
+def _as_float32(area: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(area, np.ndarray):
+        area = torch.from_numpy(area)
+    return torch.as_tensor(area).detach().cpu().to(torch.float32)

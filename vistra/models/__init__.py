@@ -8,6 +8,7 @@ from vistra.data import preprocessor  # data preprocessors are registered in MOD
 from vistra.models import (
     backbones,
     classifiers,
+    classifiers_tta,
     heads,
     init,
     layers,

@@ -37,7 +37,20 @@ class ScalarLog:
     losses: dict[str, Series] = field(default_factory=dict)
     lrs: dict[str, Series] = field(default_factory=dict)
     metrics: dict[str, Series] = field(default_factory=dict)
-    has_epochs: bool = False
+    max_epoch: float = 0.0  # the largest ``epoch`` of a training line (0: iteration-based)
+
+    @property
+    def has_epochs(self) -> bool:
+        """Whether the validation steps are epochs.
+
+        Iteration-based runs write ``epoch: 0`` on their training lines (as MMEngine
+        does), and an epoch-based run with ``log_metric_by_epoch=False`` logs its
+        metrics at iterations, past the last epoch: both are labelled by iteration.
+        """
+        if self.max_epoch <= 0:
+            return False
+        steps = [x for series in self.metrics.values() for x in series.steps]
+        return not steps or max(steps) <= self.max_epoch
 
 
 @dataclass
@@ -94,7 +107,9 @@ def split_records(records: Iterable[dict]) -> ScalarLog:
     for record in records:
         if is_train_record(record):
             x = _number(record.get("step", record.get("iter")))
-            log.has_epochs = log.has_epochs or "epoch" in record
+            epoch = _number(record.get("epoch"))
+            if epoch is not None:
+                log.max_epoch = max(log.max_epoch, epoch)
             for key, value in record.items():
                 target = log.lrs if is_lr_key(key) else log.losses if "loss" in key else None
                 _append(target, key, x, _number(value))
@@ -128,7 +143,8 @@ def plot_training_curves(scalars_json: str | Path, out_png: str | Path) -> Path:
 
     Panels, each only when it has data: every ``*loss*`` key against the iteration, the
     learning rate against the iteration, then one panel per validation metric against its
-    step (labelled epoch when training lines carry an ``epoch``). Lines are told apart as
+    step (labelled epoch when the training lines count epochs, see
+    :attr:`ScalarLog.has_epochs`, else iteration). Lines are told apart as
     :func:`is_train_record` says. The PNG is written to a temporary file and moved into
     place, so a viewer never sees half an image.
     """

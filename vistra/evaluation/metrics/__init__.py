@@ -2,5 +2,6 @@
 
 from vistra.evaluation.metrics.accuracy import Accuracy, SingleLabelMetric
 from vistra.evaluation.metrics.iou import IoUMetric
+from vistra.evaluation.metrics.multi_label import MultiLabelMetric
 
-__all__ = ["Accuracy", "SingleLabelMetric", "IoUMetric"]
+__all__ = ["Accuracy", "SingleLabelMetric", "IoUMetric", "MultiLabelMetric"]

@@ -23,6 +23,8 @@ from vistra.config import ConfigError
 from vistra.evaluation.functional import (
     IOU_METRIC_CHOICES,
     intersect_and_union,
+    round_percent,
+    sum_areas,
     total_area_to_metrics,
 )
 from vistra.evaluation.metric import BaseMetric
@@ -36,8 +38,8 @@ class IoUMetric(BaseMetric):
     """Intersection over union and related per-class scores.
 
     After ``evaluate``, ``classwise_results`` holds the per-class table as
-    ``{'IoU': {'road': 97.5, ...}, 'Acc': {...}, ...}`` (percent, 2 decimals, NaN for a
-    class absent from both prediction and label) and ``class_table`` its text; both are
+    ``{'IoU': {'road': 97.5, ...}, 'Acc': {...}, ...}`` (percent rounded to 2 decimals
+    in float32, NaN for a class absent from both prediction and label) and ``class_table`` its text; both are
     set on the rank that computes (rank 0). With ``format_only`` the predictions are
     written as PNGs to ``output_dir`` and no scores are computed.
     """
@@ -122,18 +124,20 @@ class IoUMetric(BaseMetric):
             return {}
         if not results:
             raise ValueError("IoUMetric got no results to evaluate: no sample was processed")
-        totals = [torch.stack(areas).sum(0) for areas in zip(*results)]
+        totals = [sum_areas(areas) for areas in zip(*results)]
         ret_metrics = total_area_to_metrics(*totals, self.metrics, self.nan_to_num, self.beta)
 
+        # float32 throughout, as MMSegmentation: the values are what it returns (and what
+        # its test JSON holds), the table cells what it prints (str of a float32).
         with warnings.catch_warnings():  # a metric that is NaN for every class stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            summary = {k: float(np.round(np.nanmean(v) * 100, 2)) for k, v in ret_metrics.items()}
+            summary = {k: round_percent(np.nanmean(v)).item() for k, v in ret_metrics.items()}
         metrics = {k if k == "aAcc" else "m" + k: v for k, v in summary.items()}
 
         class_names = self._class_names()
-        per_class = {k: np.round(v * 100, 2) for k, v in ret_metrics.items() if k != "aAcc"}
+        per_class = {k: round_percent(v) for k, v in ret_metrics.items() if k != "aAcc"}
         self.classwise_results = {
-            k: {name: float(x) for name, x in zip(class_names, v)} for k, v in per_class.items()
+            k: dict(zip(class_names, v.tolist())) for k, v in per_class.items()
         }
         columns = {"Class": class_names, **{k: [str(x) for x in v] for k, v in per_class.items()}}
         self.class_table = format_table(columns)

@@ -1,0 +1,50 @@
+"""Mistakes in a user's upstream config, through the real CLI: one line that names the key
+and the fix, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_support import run_cli
+from oracle_support import config_tree
+
+pytestmark = pytest.mark.slow
+
+# (arguments after the config, the pieces the one error line must hold)
+CASES = {
+    "backbone-arg-typo": (
+        ["--cfg-options", "model.backbone.depht=18"],
+        ["ResNet_CIFAR got an unexpected argument 'depht'", "'model.backbone.depht'",
+         "did you mean 'depth'?"],
+    ),
+    "backbone-type-typo": (
+        ["--cfg-options", "model.backbone.type=ResNet_CIFARR"],
+        ["'ResNet_CIFARR'", "'model.backbone'", "did you mean", "ResNet_CIFAR"],
+    ),
+    "dataset-missing": (  # the config as shipped, without CIFAR-10 under data/
+        [],
+        ["'train_dataloader.dataset'", "data_batch_1", "cifar-10-batches-py",
+         "point data_root at the folder"],
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cifar_config():
+    path = config_tree("mmpretrain") / "resnet" / "resnet18_8xb16_cifar10.py"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in the installed MMPretrain")
+    return path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_error_is_one_line_naming_key_and_fix(tmp_path, cifar_config, case):
+    args, pieces = CASES[case]
+    result = run_cli("train", cifar_config, "--work-dir", tmp_path / "w", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for piece in pieces:
+        assert piece in errors[0], errors[0]
+    assert errors[0] == lines[-1]  # the last word, not buried in the log
