@@ -215,10 +215,12 @@ def test_resnet_cifar_stem_and_output():
         ResNet_CIFAR(depth=18, deep_stem=True)
 
 
-def test_drop_path_rate_reaches_every_block():
+def test_drop_path_rate_rises_linearly_over_the_blocks():
+    # MMPretrain: linspace(0, drop_path_rate, all blocks of the arch), block by block
     model = ResNet(18, drop_path_rate=0.1)
-    rates = [b.drop_path.drop_prob for layer in (model.layer1, model.layer4) for b in layer]
-    assert rates == [0.1] * 4
+    blocks = [b for name in model.res_layers for b in getattr(model, name)]
+    rates = [0.0 if isinstance(b.drop_path, nn.Identity) else b.drop_path.drop_prob for b in blocks]
+    assert rates == pytest.approx(torch.linspace(0, 0.1, 8).tolist())
 
 
 def test_bad_arguments_are_loud():

@@ -11,7 +11,7 @@ from torch import nn
 
 from vistra.data.structures import DataSample, PixelData
 from vistra.models.segmentors import slide_windows
-from vistra.registry import MODELS
+from vistra.registry import MODELS, default_scope
 
 SYNC_BN = dict(type="SyncBN", requires_grad=True)
 
@@ -153,14 +153,18 @@ def _to_mmseg_stem(key):
 
 def test_pspnet_r50_d8_keys_and_shapes_are_mmsegs_and_load_strictly():
     cfg = _pspnet_cfg(depth=50, num_classes=19, channels=512)
-    with torch.device("meta"):
+    with default_scope("mmseg"), torch.device("meta"):  # as the config's default_scope does
         model = MODELS.build(cfg)
     expected = mmseg_pspnet_r50_keys(19)
-    ours = {_to_mmseg_stem(k): tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
+    # Without the scope, the plain (MMPretrain) ResNetV1c nests its stem, and still loads
+    # a published MMSeg checkpoint (flat stem keys) strictly.
+    with torch.device("meta"):
+        plain = MODELS.build(_pspnet_cfg(depth=50, num_classes=19, channels=512))
+    ours = {_to_mmseg_stem(k): tuple(v.shape) for k, v in plain.state_dict().items()}
     assert ours == expected
-    # A published MMSeg checkpoint (flat stem keys) loads strictly.
     state = {k: torch.empty(shape, device="meta") for k, shape in expected.items()}
-    result = model.load_state_dict(state, strict=True, assign=True)
+    result = plain.load_state_dict(state, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
 
 

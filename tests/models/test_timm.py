@@ -94,3 +94,15 @@ def test_features_only_with_checkpoint_loads_the_feature_weights(resnet18_weight
     torch.save(partial, partial_path)
     with pytest.raises(RuntimeError, match="layer4"):
         TIMMBackbone("resnet18", features_only=True, checkpoint_path=str(partial_path))
+
+
+def test_mmseg_variant_defaults_to_features_and_pretrained_weights():
+    from vistra.models.backbones.timm_backbone import SegTIMMBackbone
+    from vistra.registry import default_scope
+
+    with default_scope("mmseg"):
+        assert MODELS.get("TIMMBackbone") is SegTIMMBackbone
+        with pytest.raises(Exception, match="would download"):  # MMSeg: pretrained=True
+            MODELS.build(dict(type="TIMMBackbone", model_name="resnet18"))
+        model = MODELS.build(dict(type="TIMMBackbone", model_name="resnet18", pretrained=False))
+    assert len(model.eval()(torch.randn(1, 3, 32, 32))) == 5  # features_only=True

@@ -15,6 +15,15 @@
 ``oracle.py models keys CONFIG [CONFIG ...]``
     prints {config: {key: shape} or {"error": ...}} for each config's model.
 
+``oracle.py models export-batch SPEC.json`` / ``models run-batch SPEC.json``
+    ``export`` / ``run`` for many models in one process (the upstream imports are paid
+    once): SPEC is a JSON list of jobs, each ``{"config", "outdir", "seed", "size",
+    "batch", "cfg_options", "tensor", "seg_logits"}`` (export; all but the first two
+    optional) or ``{"config", "checkpoint", "input", "out", "cfg_options", "tensor",
+    "seg_logits"}`` (run; see ``outputs`` for the last two). Prints
+    ``{outdir or out: "ok" or "ErrorType: message"}``: a job that fails (a strict load
+    that does not fit, say) does not stop the others.
+
 Outputs (eval mode, ``torch.no_grad``): ``'tensor'``, the model's ``mode='tensor'`` result
 (a classifier's logits, a segmentor's decode-head logits); for segmentors also
 ``'pred_sem_seg'``, the final per-pixel prediction of ``mode='predict'``. SyncBN is turned
@@ -23,6 +32,7 @@ into BN (same parameter names) so that a single CPU process can run the model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -88,12 +98,21 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
                     tensor.add_(1.0)
 
 
-def outputs(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+def outputs(
+    model: torch.nn.Module, inputs: torch.Tensor, tensor: bool = True, seg_logits: bool = False
+) -> dict[str, torch.Tensor]:
+    """``tensor=False`` leaves out ``'tensor'`` (MMSegmentation's CascadeEncoderDecoder
+    cannot run ``mode='tensor'`` with a PointHead); ``seg_logits=True`` adds the
+    segmentor's ``mode='predict'`` logits (``'seg_logits'``, at the input size)."""
+    out = {}
     with torch.no_grad():
-        result = model(inputs, mode="tensor")
-        out = {"tensor": _first_tensor(result)}
+        if tensor:
+            out["tensor"] = _first_tensor(model(inputs, mode="tensor"))
         if _is_segmentor(model):
-            out["pred_sem_seg"] = _seg_predictions(model, inputs)
+            preds = _seg_predict(model, inputs)
+            out["pred_sem_seg"] = torch.stack([p.pred_sem_seg.data for p in preds])
+            if seg_logits:
+                out["seg_logits"] = torch.stack([p.seg_logits.data for p in preds])
     return out
 
 
@@ -109,7 +128,7 @@ def _is_segmentor(model) -> bool:
     return hasattr(model, "decode_head")
 
 
-def _seg_predictions(model, inputs: torch.Tensor) -> torch.Tensor:
+def _seg_predict(model, inputs: torch.Tensor) -> list:
     from mmseg.structures import SegDataSample
 
     h, w = inputs.shape[-2:]
@@ -127,8 +146,23 @@ def _seg_predictions(model, inputs: torch.Tensor) -> torch.Tensor:
             )
         )
         samples.append(sample)
-    preds = model(inputs, samples, mode="predict")
-    return torch.stack([p.pred_sem_seg.data for p in preds])
+    return model(inputs, samples, mode="predict")
+
+
+@contextlib.contextmanager
+def _logs_to_stderr():
+    """MMEngine's logger writes INFO lines to stdout (e.g. "Because batch augmentations
+    are enabled, ..."), through a handler made before any redirect: point file
+    descriptor 1 at stderr meanwhile, keeping stdout for the JSON the commands print."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _state_shapes(model) -> dict[str, list[int]]:
@@ -147,25 +181,74 @@ def cmd_export(args: list[str]) -> int:
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--cfg-options", nargs="+", default=[])
     ns = parser.parse_args(args)
-    cfg = load_config(ns.config, ns.cfg_options)
-    torch.manual_seed(ns.seed)
+    with _logs_to_stderr():
+        model = _export(
+            ns.config, ns.outdir, ns.seed, ns.size, ns.batch, ns.channels, ns.cfg_options
+        )
+    json.dump(_state_shapes(model), sys.stdout)
+    return 0
+
+
+def _export(
+    config,
+    outdir,
+    seed=0,
+    size=(64, 64),
+    batch=2,
+    channels=3,
+    cfg_options=None,
+    tensor=True,
+    seg_logits=False,
+):
+    cfg = load_config(config, cfg_options)
+    torch.manual_seed(seed)
     model = build_model(cfg)
-    randomise(model, ns.seed)
-    gen = torch.Generator().manual_seed(ns.seed + 1)
-    inputs = torch.randn(ns.batch, ns.channels, *ns.size, generator=gen)
-    os.makedirs(ns.outdir, exist_ok=True)
+    randomise(model, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    inputs = torch.randn(batch, channels, *size, generator=gen)
+    os.makedirs(outdir, exist_ok=True)
     meta = {
         "source": "upstream oracle",
-        "config": os.path.basename(ns.config),
+        "config": os.path.basename(config),
         "scope": cfg.get("default_scope"),
     }
     torch.save(
-        {"meta": meta, "state_dict": model.state_dict()}, os.path.join(ns.outdir, "upstream.pth")
+        {"meta": meta, "state_dict": model.state_dict()}, os.path.join(outdir, "upstream.pth")
     )
-    torch.save(inputs, os.path.join(ns.outdir, "input.pt"))
-    torch.save(outputs(model, inputs), os.path.join(ns.outdir, "upstream_out.pt"))
-    json.dump(_state_shapes(model), sys.stdout)
+    torch.save(inputs, os.path.join(outdir, "input.pt"))
+    torch.save(outputs(model, inputs, tensor, seg_logits), os.path.join(outdir, "upstream_out.pt"))
+    return model
+
+
+def _run(config, checkpoint, input, out, cfg_options=None, tensor=True, seg_logits=False):  # noqa: A002
+    model = build_model(load_config(config, cfg_options))
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)
+    model.load_state_dict(state, strict=True)  # raises naming every missing/unexpected key
+    torch.save(outputs(model, torch.load(input, weights_only=True), tensor, seg_logits), out)
+
+
+def _batch(args: list[str], job, name_key: str) -> int:
+    with open(args[0]) as f:
+        jobs = json.load(f)
+    result = {}
+    for spec in jobs:
+        try:
+            with _logs_to_stderr():
+                job(**spec)
+            result[spec[name_key]] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            result[spec[name_key]] = f"{type(exc).__name__}: {exc}"[:4000]
+    json.dump(result, sys.stdout)
     return 0
+
+
+def cmd_export_batch(args: list[str]) -> int:
+    return _batch(args, _export, "outdir")
+
+
+def cmd_run_batch(args: list[str]) -> int:
+    return _batch(args, _run, "out")
 
 
 def cmd_run(args: list[str]) -> int:
@@ -178,11 +261,7 @@ def cmd_run(args: list[str]) -> int:
     parser.add_argument("out")
     parser.add_argument("--cfg-options", nargs="+", default=[])
     ns = parser.parse_args(args)
-    model = build_model(load_config(ns.config, ns.cfg_options))
-    ckpt = torch.load(ns.checkpoint, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt)
-    model.load_state_dict(state, strict=True)  # raises naming every missing/unexpected key
-    torch.save(outputs(model, torch.load(ns.input, weights_only=True)), ns.out)
+    _run(ns.config, ns.checkpoint, ns.input, ns.out, ns.cfg_options)
     return 0
 
 
@@ -190,7 +269,8 @@ def cmd_keys(args: list[str]) -> int:
     result = {}
     for path in args:
         try:
-            result[path] = _state_shapes(build_model(load_config(path)))
+            with _logs_to_stderr():
+                result[path] = _state_shapes(build_model(load_config(path)))
         except Exception as exc:  # noqa: BLE001 - reported per config
             result[path] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     json.dump(result, sys.stdout)
@@ -198,7 +278,13 @@ def cmd_keys(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"export": cmd_export, "run": cmd_run, "keys": cmd_keys}
+    commands = {
+        "export": cmd_export,
+        "run": cmd_run,
+        "keys": cmd_keys,
+        "export-batch": cmd_export_batch,
+        "run-batch": cmd_run_batch,
+    }
     if not argv or argv[0] not in commands:
         print(f"usage: oracle.py models {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2

@@ -1,13 +1,23 @@
-"""ResNet family (ResNet, ResNetV1c, ResNetV1d) with MMPretrain's names and checkpoint keys.
+"""ResNet family (ResNet, ResNetV1c, ResNetV1d), `paper <https://arxiv.org/abs/1512.03385>`__,
+with MMPretrain's arguments and checkpoint keys.
 
-One class serves classification configs (MMPretrain) and segmentation configs
-(MMSegmentation's ``contract_dilation``, ``multi_grid``, ``pretrained``, dilated
-``-D8`` strides). State-dict keys follow MMPretrain: ``conv1``/``bn1`` or, with a deep stem,
-``stem.0.conv``/``stem.0.bn``...; blocks ``layer1.0.conv1``, ``layer1.0.bn1``,
-``layer1.0.downsample.0/1`` (``downsample.1/2`` after an average pool with ``avg_down``).
-Checkpoints in the older MMCV/MMSegmentation layout (flat ``stem.0.weight``,
-``stem.1.running_mean``, and an identity pool before stride-1 ``avg_down`` shortcuts) are
-converted when loaded with ``load_state_dict``.
+Arch table (``depth``): 18, 34 (BasicBlock), 50, 101, 152 (Bottleneck). The classes here
+are the plain registry entries (MMPretrain / mmcls configs); they also take
+MMSegmentation's ``contract_dilation``, ``multi_grid`` and ``pretrained``.
+MMSegmentation's own variants (``resnet_mmseg.py``, scope ``mmseg``) and MMSelfSup's
+(``resnet_selfsup.py``, scope ``mmselfsup``) share this code and differ only by two
+layout switches and their arguments:
+
+=====================  ===========================================  ==============================
+key layout             MMPretrain / MMSelfSup (here)                MMSegmentation / MMCV
+=====================  ===========================================  ==============================
+deep stem              ``stem.{0,1,2}.conv``, ``stem.{0,1,2}.bn``   ``stem.{0,3,6}``, ``stem.{1,4,7}``
+stride-1 ``avg_down``  ``downsample.0`` conv, ``.1`` norm           identity pool, ``.1`` conv, ``.2`` norm
+=====================  ===========================================  ==============================
+
+(``flat_stem``, ``pool_every_shortcut``). Either variant loads the other's layout (and
+vistra's earlier saves, always MMPretrain's): ``remap_state_dict`` renames the keys and
+returns every rename, for the load report (``vistra.models.layers.key_remap``).
 
 Order: blocks, residual layer, backbone, variants.
 """
@@ -17,6 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -25,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from vistra.models.base import BaseModule
 from vistra.models.init import constant_init
 from vistra.models.layers import ConvModule, DropPath, build_conv_layer, build_norm_layer
+from vistra.models.layers.key_remap import Renames, install_remap_hook, rename_prefix
 from vistra.registry import MODELS
 
 _EPS = 1.0e-5
@@ -205,8 +217,11 @@ def get_expansion(block: type, expansion: int | None = None) -> int:
 class ResLayer(nn.Sequential):
     """One stage: ``num_blocks`` blocks, the first one strided and with the shortcut conv.
 
-    ``dilation`` is one rate for every block or one per block (MMSegmentation's
-    ``contract_dilation``/``multi_grid`` give per-block rates).
+    ``dilation`` and ``drop_path_rate`` are one value for every block or one per block
+    (MMSegmentation's ``contract_dilation``/``multi_grid`` give per-block rates, MMPretrain's
+    stochastic depth a linear ramp). With ``avg_down`` the shortcut average-pools before
+    its stride-1 conv; ``always_pool`` (MMSegmentation's layout) keeps a 1x1 identity pool
+    in stride-1 shortcuts too, which moves the conv and norm keys to ``downsample.1/2``.
     """
 
     def __init__(
@@ -221,20 +236,19 @@ class ResLayer(nn.Sequential):
         avg_down: bool = False,
         conv_cfg: dict | None = None,
         norm_cfg: dict = dict(type="BN"),  # noqa: B006 (never mutated)
+        drop_path_rate: float | Sequence[float] = 0.0,
+        always_pool: bool = False,
         **block_kwargs,
     ) -> None:
         self.block = block
         self.expansion = get_expansion(block, expansion)
-        dilations = [dilation] * num_blocks if isinstance(dilation, int) else list(dilation)
-        if len(dilations) != num_blocks:
-            raise ValueError(
-                f"got {len(dilations)} dilation rates for a stage of {num_blocks} blocks"
-            )
+        dilations = _per_block(dilation, num_blocks, "dilation rates")
+        drop_rates = _per_block(drop_path_rate, num_blocks, "drop path rates")
         downsample = None
         if stride != 1 or in_channels != out_channels:
             parts: list[nn.Module] = []
             conv_stride = stride
-            if avg_down and stride != 1:
+            if avg_down and (stride != 1 or always_pool):
                 conv_stride = 1
                 parts.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
             parts.append(
@@ -256,10 +270,18 @@ class ResLayer(nn.Sequential):
                     downsample=downsample if i == 0 else None,
                     conv_cfg=conv_cfg,
                     norm_cfg=norm_cfg,
+                    drop_path_rate=drop_rates[i],
                     **block_kwargs,
                 )
             )
         super().__init__(*layers)
+
+
+def _per_block(value: float | Sequence[float], num_blocks: int, what: str) -> list:
+    values = [value] * num_blocks if isinstance(value, int | float) else list(value)
+    if len(values) != num_blocks:
+        raise ValueError(f"got {len(values)} {what} for a stage of {num_blocks} blocks")
+    return values
 
 
 def stage_dilations(
@@ -293,7 +315,12 @@ class ResNet(BaseModule):
     ``norm_eval`` keeps every BN in eval mode while training; ``with_cp`` recomputes
     block activations in backward to save memory. ``pretrained`` (MMSegmentation's
     deprecated form) becomes ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
+    ``drop_path_rate`` rises linearly from 0 over all blocks (MMPretrain's rule).
     """
+
+    # key layout (see the module docstring): MMPretrain's
+    flat_stem = False
+    pool_every_shortcut = False
 
     arch_settings = {
         18: (BasicBlock, (2, 2, 2, 2)),
@@ -365,23 +392,27 @@ class ResNet(BaseModule):
         self._make_stem_layer(in_channels, stem_channels)
         self.res_layers: list[str] = []
         in_ch, out_ch = stem_channels, base_channels * self.expansion
+        # stochastic depth rises linearly over the blocks of the full arch
+        rates = np.linspace(0, drop_path_rate, sum(stage_blocks)).tolist()
         for i, num_blocks in enumerate(self.stage_blocks):
             last = i == len(self.stage_blocks) - 1
-            rates = stage_dilations(
+            block_dilations = stage_dilations(
                 num_blocks, dilations[i], contract_dilation, multi_grid if last else None
             )
             res_layer = self.make_res_layer(
                 block=self.block, num_blocks=num_blocks, in_channels=in_ch, out_channels=out_ch,
-                expansion=self.expansion, stride=strides[i], dilation=rates, style=style,
-                avg_down=avg_down, with_cp=with_cp, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                drop_path_rate=drop_path_rate,
+                expansion=self.expansion, stride=strides[i], dilation=block_dilations,
+                style=style, avg_down=avg_down, with_cp=with_cp, conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg, drop_path_rate=rates[:num_blocks],
+                always_pool=self.pool_every_shortcut,
             )  # fmt: skip
+            rates = rates[num_blocks:]
             in_ch, out_ch = out_ch, out_ch * 2
             self.add_module(f"layer{i + 1}", res_layer)
             self.res_layers.append(f"layer{i + 1}")
         self.feat_dim = res_layer[-1].out_channels
         self._freeze_stages()
-        self.register_load_state_dict_pre_hook(_convert_legacy_keys)
+        install_remap_hook(self)
 
     def make_res_layer(self, **kwargs) -> ResLayer:
         return ResLayer(**kwargs)
@@ -391,7 +422,16 @@ class ResNet(BaseModule):
         return getattr(self, self.norm1_name)
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
-        if self.deep_stem:
+        if self.deep_stem and self.flat_stem:
+            widths = (in_channels, stem_channels // 2, stem_channels // 2, stem_channels)
+            parts: list[nn.Module] = []
+            for i, (cin, cout) in enumerate(zip(widths, widths[1:])):
+                conv = build_conv_layer(
+                    self.conv_cfg, cin, cout, 3, 2 if i == 0 else 1, 1, bias=False
+                )
+                parts += [conv, build_norm_layer(self.norm_cfg, cout)[1], nn.ReLU(inplace=True)]
+            self.stem = nn.Sequential(*parts)
+        elif self.deep_stem:
             half = stem_channels // 2
             common = dict(padding=1, conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, inplace=True)
             self.stem = nn.Sequential(
@@ -440,6 +480,37 @@ class ResNet(BaseModule):
                     constant_init(m.norm3, 0)
                 elif isinstance(m, BasicBlock):
                     constant_init(m.norm2, 0)
+
+    def remap_state_dict(self, state_dict: dict, prefix: str = "") -> Renames:
+        """Rename, in place, this backbone's keys saved in the other layout (see the module
+        docstring) to its own; return the renames. Keys already in this layout stay."""
+        renamed: Renames = []
+        if self.deep_stem:
+            norm = build_norm_layer(self.norm_cfg, 1)[0]  # 'bn', 'gn', ...: a ConvModule's name
+            pairs = [(f"{i}.conv.", f"{3 * i}.") for i in range(3)]
+            pairs += [(f"{i}.{norm}.", f"{3 * i + 1}.") for i in range(3)]
+            for nested, flat in pairs:
+                old, new = (nested, flat) if self.flat_stem else (flat, nested)
+                old, new = f"{prefix}stem.{old}", f"{prefix}stem.{new}"
+                for key in [k for k in state_dict if k.startswith(old)]:
+                    if "." in key[len(old) :]:
+                        continue  # a flat prefix 'stem.1.' must not take 'stem.1.conv.weight'
+                    target = new + key[len(old) :]
+                    state_dict[target] = state_dict.pop(key)
+                    renamed.append((key, target))
+        if self.avg_down:
+            for name in self.res_layers:
+                block = getattr(self, name)[0]
+                if block.downsample is None or block.stride != 1:
+                    continue  # strided shortcuts pool first in both layouts
+                base = f"{prefix}{name}.0.downsample."
+                if self.pool_every_shortcut and base + "0.weight" in state_dict:
+                    rename_prefix(state_dict, base + "1.", base + "2.", renamed)
+                    rename_prefix(state_dict, base + "0.", base + "1.", renamed)
+                elif not self.pool_every_shortcut and base + "2.weight" in state_dict:
+                    rename_prefix(state_dict, base + "1.", base + "0.", renamed)
+                    rename_prefix(state_dict, base + "2.", base + "1.", renamed)
+        return renamed
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.maxpool(self._stem(x))
@@ -526,31 +597,3 @@ def _check_stages(
 def _has_pretrained(init_cfg: dict | list[dict] | None) -> bool:
     cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
     return any(isinstance(c, dict) and c.get("type") == "Pretrained" for c in cfgs)
-
-
-# Legacy (MMCV / MMSegmentation / MMDetection) deep stem: stem.{0,3,6} convs, stem.{1,4,7} BNs.
-_LEGACY_STEM = {0: "0.conv", 1: "0.bn", 3: "1.conv", 4: "1.bn", 6: "2.conv", 7: "2.bn"}
-
-
-def _convert_legacy_keys(module: ResNet, state_dict: dict, prefix: str, *args) -> None:
-    """Rename keys of the older OpenMMLab ResNet layout in place, so they load here."""
-    if module.deep_stem:
-        for key in [k for k in state_dict if k.startswith(prefix + "stem.")]:
-            index, _, leaf = key[len(prefix) + 5 :].partition(".")
-            if "." not in leaf and index.isdigit() and int(index) in _LEGACY_STEM:
-                state_dict[f"{prefix}stem.{_LEGACY_STEM[int(index)]}.{leaf}"] = state_dict.pop(key)
-    if not module.avg_down:
-        return
-    for name in module.res_layers:
-        shortcut = getattr(module, name)[0].downsample
-        base = f"{prefix}{name}.0.downsample."
-        # MMSegmentation puts an identity AvgPool before stride-1 shortcuts: conv is .1, BN .2
-        if (
-            shortcut is None
-            or isinstance(shortcut[0], nn.AvgPool2d)
-            or base + "2.weight" not in state_dict
-        ):
-            continue
-        for old, new in (("1.", "0."), ("2.", "1.")):
-            for key in [k for k in state_dict if k.startswith(base + old)]:
-                state_dict[base + new + key[len(base + old) :]] = state_dict.pop(key)

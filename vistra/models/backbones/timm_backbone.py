@@ -116,3 +116,24 @@ def _log_feature_info(feature_info: Any) -> None:
             feature_info.channels(),
             feature_info.reduction(),
         )
+
+
+@MODELS.register_module(name="TIMMBackbone", scope="mmseg")
+class SegTIMMBackbone(TIMMBackbone):
+    """MMSegmentation's ``TIMMBackbone``: the same module and ``timm_model.*`` keys, with
+    MMSegmentation's defaults ``features_only=True`` and ``pretrained=True`` (which needs
+    local weights here: ``checkpoint_path``, or ``pretrained=False``)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        features_only: bool = True,
+        pretrained: bool = True,
+        checkpoint_path: str = "",
+        in_channels: int = 3,
+        init_cfg: dict | list[dict] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            model_name, features_only, pretrained, checkpoint_path, in_channels, init_cfg, **kwargs
+        )

@@ -9,6 +9,7 @@ from vistra.models.heads import (
     linear_head,
     point_head,
     psp_head,
+    segmenter_mask_head,
     sep_aspp_head,
     vit_head,
 )

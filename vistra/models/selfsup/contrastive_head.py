@@ -1,4 +1,5 @@
-"""``ContrastiveHead`` (MMPretrain): InfoNCE from positive and negative similarities.
+"""``ContrastiveHead`` (MMPretrain, MMSelfSup 1.x): InfoNCE from positive and negative
+similarities.
 
 The head has no parameters; it turns similarities into a classification problem whose
 right answer is always column 0 (the positive), divided by a temperature.
@@ -36,3 +37,7 @@ class ContrastiveHead(BaseModule):
         logits = torch.cat((pos, neg), dim=1) / self.temperature
         labels = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
         return self.loss_module(logits, labels)
+
+    def forward(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """MMSelfSup 1.x calls the head itself (``head(pos, neg)``): the same loss."""
+        return self.loss(pos, neg)

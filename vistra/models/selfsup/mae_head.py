@@ -1,4 +1,5 @@
-"""MAE's reconstruction target and loss: ``MAEPretrainHead`` and ``PixelReconstructionLoss``.
+"""MAE's reconstruction target and loss: ``MAEPretrainHead``, ``PixelReconstructionLoss``
+(MMPretrain) and ``MAEReconstructionLoss`` (MMSelfSup 1.x's name of the L2 case).
 
 An image is cut into ``p x p`` patches; each patch becomes one vector of ``p * p * C``
 values laid out row by row, pixel by pixel, channel last (the layout of MMPretrain's
@@ -49,6 +50,23 @@ class PixelReconstructionLoss(BaseModule):
             return loss.mean()
         mask = mask.to(loss.dtype)
         return (loss * mask).sum() / mask.sum().clamp(min=1.0) / self.channel
+
+
+@MODELS.register_module()
+class MAEReconstructionLoss(BaseModule):
+    """MMSelfSup 1.x's MAE loss: squared error averaged over each patch's values, then over
+    the masked patches (``mask`` 1). It is ``PixelReconstructionLoss(criterion='L2')``
+    without ``channel``; it takes no arguments. Computed in float32 and 0 for a mask
+    without a masked patch, as :class:`PixelReconstructionLoss`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        loss = (pred.float() - target.float()).square().mean(dim=-1)
+        mask = mask.to(loss.dtype)
+        return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -132,3 +150,7 @@ class MAEPretrainHead(BaseModule):
         """``pred`` ``(B, L, p*p*C)`` from the decoder, ``target`` the input images, ``mask``
         ``(B, L)`` with 1 for the patches the encoder did not see."""
         return self.loss_module(pred, self.construct_target(target), mask)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MMSelfSup 1.x calls the head itself (``head(pred, img, mask)``): the same loss."""
+        return self.loss(pred, target, mask)
