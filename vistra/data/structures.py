@@ -193,3 +193,9 @@ def _brief(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"Tensor{tuple(value.shape)}"
     return repr(value)
+
+
+#: MMSelfSup 1.x's name of the per-sample record: the same class (``PackSelfSupInputs``
+#: fills its ``gt_label``/``sample_idx``/``mask``/``pred_label`` fields as elements with a
+#: ``value`` tensor, as MMSelfSup does), so code written against it ports by its import.
+SelfSupDataSample = DataSample

@@ -14,6 +14,7 @@ from vistra.data.transforms import (
     photometric,
     resize,
     selfsup,
+    selfsup_formatting,
     wrappers,
 )
 from vistra.data.transforms.augment_ops import (
@@ -39,5 +40,6 @@ from vistra.data.transforms.geometric import CenterCrop, Pad, RandomCrop, Random
 from vistra.data.transforms.loading import LoadAnnotations, LoadImageFromFile
 from vistra.data.transforms.photometric import ColorJitter, PhotoMetricDistortion, RandomErasing
 from vistra.data.transforms.resize import RandomResize, RandomResizedCrop, Resize, ResizeEdge
+from vistra.data.transforms.selfsup_formatting import PackSelfSupInputs
 from vistra.data.transforms.tta import TestTimeAug
 from vistra.data.transforms.wrappers import RandomApply, RandomChoice

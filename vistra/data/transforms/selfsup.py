@@ -1,5 +1,6 @@
 """Transforms of self-supervised pipelines: ``MultiView`` (MMPretrain), ``GaussianBlur``
-(MMPretrain), ``RandomGrayscale`` (MMCV) and ``RandomGaussianBlur`` (MMSelfSup 1.x).
+(MMPretrain), ``RandomGrayscale`` (MMCV), ``RandomGaussianBlur`` and MMSelfSup 1.x's own
+``RandomResizedCrop`` (``size``/``scale``/``ratio``; registered for scope ``mmselfsup``).
 
 A contrastive pipeline runs the same random view pipeline several times on one image:
 
@@ -25,6 +26,7 @@ from PIL import Image, ImageFilter
 from vistra.data.transforms.augment_ops import BaseAugTransform
 from vistra.data.transforms.base import BaseTransform, Compose
 from vistra.data.transforms.functional import choose, hsv2bgr
+from vistra.data.transforms.resize import RandomResizedCrop
 from vistra.registry import TRANSFORMS
 
 TransformCfg = dict | Callable[[dict], dict | None]
@@ -186,3 +188,42 @@ class RandomGrayscale(BaseTransform):
             img = np.repeat(gray[..., None], channels, axis=2) if self.keep_channels else gray
         results["img"] = img
         return results
+
+
+@TRANSFORMS.register_module(name="RandomResizedCrop", scope="mmselfsup")
+class SelfSupRandomResizedCrop(RandomResizedCrop):
+    """MMSelfSup 1.x's ``RandomResizedCrop``, torchvision's argument names.
+
+    ``size`` is the output ``(h, w)`` (an int: square), ``scale`` the range of the crop's
+    area fraction and ``ratio`` the range of its aspect ratio: MMPretrain's ``scale``,
+    ``crop_ratio_range`` and ``aspect_ratio_range``. The crop rule (``max_attempts``
+    draws, then a central crop) and the resize (``interpolation``, ``backend``) are the
+    same; the draws come from numpy's global generator (MMSelfSup uses ``random``).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        max_attempts: int = 10,
+        interpolation: str = "bilinear",
+        backend: str = "cv2",
+    ) -> None:
+        super().__init__(
+            scale=size,
+            crop_ratio_range=scale,
+            aspect_ratio_range=ratio,
+            max_attempts=max_attempts,
+            interpolation=interpolation,
+            backend=backend,
+        )
+        self.size = self.scale
+        self.ratio = self.aspect_ratio_range
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomResizedCrop(size={self.size}, scale={self.crop_ratio_range}, "
+            f"ratio={self.ratio}, max_attempts={self.max_attempts}, "
+            f"interpolation={self.interpolation!r}, backend={self.backend!r})"
+        )

@@ -1,0 +1,140 @@
+"""Self-supervised losses of upstream models on fixed weights, input and masking noise.
+
+``oracle.py selfsup export CONFIG OUTDIR [--seed N] [--size S] [--batch B] [--views V] [--check CKPT]``
+    builds the model of an MMSelfSup (or MMPretrain) pre-training config, gives it seeded
+    random weights (``oracle_models.randomise``), and writes ``upstream.pth``,
+    ``input.pt`` (a list of ``V`` normalised views, each ``(B, 3, S, S)``), ``noise.pt``
+    (uniform ``(B, L)`` masking noise, ``L`` the encoder's patch count; an empty tensor
+    when the model has no masking) and ``upstream_out.pt``: ``{'loss': ..., 'pred': ...}``
+    where ``pred`` is the decoder's patch predictions (MAE) or the L2-normalised neck
+    projections of the interleaved views (contrastive models). With ``--check CKPT`` the
+    same model then loads ``CKPT`` strictly and writes its outputs on the same views and
+    noise to ``OUTDIR/checkpoint_out.pt`` (both directions in one process).
+
+``oracle.py selfsup run CONFIG CHECKPOINT OUTDIR OUT``
+    builds the same model, loads ``CHECKPOINT`` strictly and writes the same outputs for
+    ``OUTDIR/input.pt`` and ``OUTDIR/noise.pt`` to ``OUT``.
+
+The model runs in eval mode under ``torch.no_grad`` (MAE has no dropout; BatchNorm uses its
+randomised running statistics). MAE's masking draws ``torch.rand(B, L)``: in this process
+only, ``torch.rand`` is wrapped so that a call of exactly that shape returns the saved
+noise, so upstream and vistra hide the same patches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+import torch
+from oracle_models import build_model, load_config, randomise
+
+
+@contextlib.contextmanager
+def fixed_rand(noise: torch.Tensor):
+    """``torch.rand(*noise.shape, ...)`` returns ``noise`` inside the block."""
+    real = torch.rand
+
+    def rand(*size, **kwargs):
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+        if noise.numel() and tuple(shape) == tuple(noise.shape):
+            return noise.clone().to(kwargs.get("device") or "cpu")
+        return real(*size, **kwargs)
+
+    torch.rand = rand
+    try:
+        yield
+    finally:
+        torch.rand = real
+
+
+def _num_patches(model) -> int:
+    backbone = model.backbone
+    if hasattr(backbone, "mask_ratio") and hasattr(backbone, "patch_resolution"):
+        h, w = backbone.patch_resolution
+        return h * w
+    return 0
+
+
+def _samples(batch: int):
+    from mmselfsup.structures import SelfSupDataSample
+
+    return [SelfSupDataSample() for _ in range(batch)]
+
+
+def compute(model, views: list[torch.Tensor], noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    batch = views[0].shape[0]
+    with torch.no_grad(), fixed_rand(noise):
+        loss = model(list(views), _samples(batch), mode="loss")["loss"]
+        if hasattr(model, "neck") and noise.numel():  # MAE: the decoder's predictions
+            latent, _, ids_restore = model.backbone(views[0])
+            pred = model.neck(latent, ids_restore)
+        else:  # contrastive: normalised projections of the interleaved views
+            images = torch.stack(views, 1).flatten(0, 1)
+            z = model.neck(model.backbone(images))[0]
+            pred = z / (torch.norm(z, p=2, dim=1, keepdim=True) + 1e-10)
+    return {"loss": loss.detach().clone(), "pred": pred.detach().clone()}
+
+
+def cmd_export(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="oracle.py selfsup export")
+    parser.add_argument("config")
+    parser.add_argument("outdir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--views", type=int, default=1)
+    parser.add_argument("--check", default=None, help="a checkpoint to load strictly and run")
+    parser.add_argument("--cfg-options", nargs="+", default=[])
+    ns = parser.parse_args(args)
+    cfg = load_config(ns.config, ns.cfg_options)
+    torch.manual_seed(ns.seed)
+    model = build_model(cfg)
+    randomise(model, ns.seed)
+    gen = torch.Generator().manual_seed(ns.seed + 1)
+    views = [torch.randn(ns.batch, 3, ns.size, ns.size, generator=gen) for _ in range(ns.views)]
+    length = _num_patches(model)
+    noise = torch.rand(ns.batch, length, generator=gen) if length else torch.empty(0)
+    os.makedirs(ns.outdir, exist_ok=True)
+    meta = {"source": "upstream oracle", "config": os.path.basename(ns.config)}
+    torch.save(
+        {"meta": meta, "state_dict": model.state_dict()}, os.path.join(ns.outdir, "upstream.pth")
+    )
+    torch.save(views, os.path.join(ns.outdir, "input.pt"))
+    torch.save(noise, os.path.join(ns.outdir, "noise.pt"))
+    torch.save(compute(model, views, noise), os.path.join(ns.outdir, "upstream_out.pt"))
+    if ns.check:
+        _load_strict(model, ns.check)
+        torch.save(compute(model, views, noise), os.path.join(ns.outdir, "checkpoint_out.pt"))
+    return 0
+
+
+def _load_strict(model, checkpoint: str) -> None:
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt.get("state_dict", ckpt), strict=True)  # names every bad key
+
+
+def cmd_run(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="oracle.py selfsup run")
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("indir")
+    parser.add_argument("out")
+    parser.add_argument("--cfg-options", nargs="+", default=[])
+    ns = parser.parse_args(args)
+    model = build_model(load_config(ns.config, ns.cfg_options))
+    _load_strict(model, ns.checkpoint)
+    views = torch.load(os.path.join(ns.indir, "input.pt"), weights_only=True)
+    noise = torch.load(os.path.join(ns.indir, "noise.pt"), weights_only=True)
+    torch.save(compute(model, views, noise), ns.out)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"export": cmd_export, "run": cmd_run}
+    if not argv or argv[0] not in commands:
+        print(f"usage: oracle.py selfsup {{{','.join(commands)}}} ...", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
