@@ -136,3 +136,19 @@ def test_pad_seg_batch_returns_left_right_top_bottom():
     )
     assert batch.shape == (2, 1, 6, 3) and pads == [(0, 0, 0, 4), (0, 2, 0, 2)]
     assert batch[0, 0, 2:].eq(7).all() and batch[0, 0, :2].eq(0).all()
+
+
+def test_seg_preprocessor_normalises_any_number_of_channels():
+    # MMSegmentation's LEVIR-CD configs stack two RGB images: mean/std of six values
+    from vistra.data.preprocessor import ImgDataPreprocessor, SegDataPreProcessor
+
+    mean, std = [1.0, 2, 3, 4, 5, 6], [2.0] * 6
+    pre = SegDataPreProcessor(mean=mean, std=std)
+    img = torch.arange(6, dtype=torch.float32).view(6, 1, 1).expand(6, 2, 2).clone()
+    out = pre({"inputs": [img], "data_samples": None}, training=False)["inputs"]
+    expected = (img - torch.tensor(mean).view(6, 1, 1)) / 2.0
+    assert torch.equal(out[0], expected)
+    with pytest.raises(ValueError, match="6 values but the image has 3 channels"):
+        pre({"inputs": [img[:3]], "data_samples": None}, training=False)
+    with pytest.raises(ValueError, match="1 or 3 values"):
+        ImgDataPreprocessor(mean=mean, std=std)  # MMEngine's own rule stays

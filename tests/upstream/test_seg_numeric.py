@@ -26,7 +26,7 @@ import time
 import pytest
 import torch
 from numeric_support import build_vistra_model, max_abs_diff
-from oracle_support import config_tree, report, run_oracle_json
+from oracle_support import FULL, config_tree, report, run_oracle_json
 
 from vistra.checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict
 from vistra.checkpoint import save_checkpoint as vistra_save
@@ -42,6 +42,11 @@ MODELS = {
     "segmenter-vit-s-fcn": "segmenter/segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512.py",
     "segmenter-vit-t-mask": "segmenter/segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py",
 }
+# The default suite compares three of them (a ResNetV1c stem through the Runner, the cascade
+# PointRend, MMSegmentation's ViT with the mask head); VISTRA_UPSTREAM_FULL=1 all of them.
+DEFAULT = ("pspnet-r50-d8", "pointrend-r50", "segmenter-vit-t-mask")
+if not FULL:
+    MODELS = {name: MODELS[name] for name in DEFAULT}
 THROUGH_RUNNER = "pspnet-r50-d8"
 NO_TENSOR_MODE = {"pointrend-r50"}  # upstream's mode='tensor' fails (see above)
 TOLERANCE = 1e-4  # float32

@@ -89,6 +89,10 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
     None to skip normalisation. Padding uses ``pad_value`` after normalisation.
     """
 
+    # MMEngine allows 1 or 3 values; MMSegmentation's preprocessor any number (one per
+    # channel: the 6-channel LEVIR-CD change-detection configs)
+    any_channel_count = False
+
     def __init__(
         self,
         mean: Sequence[float] | None = None,
@@ -111,8 +115,10 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
         self._enable_normalize = mean is not None
         if mean is not None:
             for name, values in (("mean", mean), ("std", std)):
-                if len(values) not in (1, 3):  # type: ignore[arg-type]
+                if len(values) not in (1, 3) and not self.any_channel_count:  # type: ignore[arg-type]
                     raise ValueError(f"{name} must have 1 or 3 values, got {values}")
+            if len(mean) != len(std) and 1 not in (len(mean), len(std)):  # type: ignore[arg-type]
+                raise ValueError(f"mean {mean} and std {std} have different lengths")
             self.register_buffer(
                 "mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False
             )
@@ -127,10 +133,11 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
             img = img.flip(channel_dim)
         img = img.float()
         if self._enable_normalize:
-            if self.mean.shape[0] == 3 and img.shape[channel_dim] != 3:
+            values = max(self.mean.shape[0], self.std.shape[0])
+            if values != 1 and img.shape[channel_dim] != values:
                 raise ValueError(
-                    f"mean/std have 3 values but the image has {img.shape[channel_dim]} channels "
-                    f"(shape {tuple(img.shape)})"
+                    f"mean/std have {values} values but the image has "
+                    f"{img.shape[channel_dim]} channels (shape {tuple(img.shape)})"
                 )
             img = (img - self.mean) / self.std
         return img
@@ -309,6 +316,8 @@ class SegDataPreProcessor(ImgDataPreprocessor):
       each sample gets ``pad_shape``, ``padding_size``/``img_padding_size`` (what the
       segmentor crops off again) and ``batch_input_shape``.
     """
+
+    any_channel_count = True  # one mean/std value per channel, any number of channels
 
     def __init__(
         self,

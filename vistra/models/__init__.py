@@ -17,6 +17,7 @@ from vistra.models import (
     segmentors,
     segmentors_tta,
     selfsup,
+    tta,
     utils,
 )
 from vistra.models.classifiers import ImageClassifier

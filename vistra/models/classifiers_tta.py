@@ -20,15 +20,10 @@ are the classifier's, so a plain checkpoint loads unchanged.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import torch
-from torch import nn
+from collections.abc import Sequence
 
 from vistra.data.structures import DataSample
-from vistra.models.base import BaseModel
-from vistra.models.segmentors_tta import split_views
+from vistra.models.tta import BaseTTAModel
 from vistra.registry import MODELS
 
 
@@ -57,60 +52,13 @@ def average_scores(views: Sequence[DataSample]) -> DataSample:
 
 
 @MODELS.register_module()
-class AverageClsScoreTTA(BaseModel):
-    """Wrap a classifier (``module``, a model or its config) for test-time augmentation.
-
-    ``data_preprocessor``, when given, replaces the classifier's (MMEngine's
-    ``BaseTTAModel``).
-    """
-
-    def __init__(
-        self, module: dict | nn.Module, data_preprocessor: dict | nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        if isinstance(module, Mapping):
-            module = dict(module)
-            if data_preprocessor is not None:
-                module["data_preprocessor"] = data_preprocessor
-            module = MODELS.build(module, key_path="model.module")
-        if not isinstance(module, nn.Module) or not callable(getattr(module, "test_step", None)):
-            raise TypeError(
-                f"AverageClsScoreTTA module must be a classifier (config or model with "
-                f"test_step), got {type(module).__name__}"
-            )
-        self.module = module
-
-    def test_step(self, data: dict) -> list[DataSample]:
-        """Predict every view with the classifier, then average per sample."""
-        predictions = [self.module.test_step(view) for view in split_views(data)]
-        return self.merge_preds([list(views) for views in zip(*predictions)])
-
-    def val_step(self, data: dict) -> list[DataSample]:
-        return self.test_step(data)
+class AverageClsScoreTTA(BaseTTAModel):
+    """Wrap a classifier (``module``, a model or its config) for test-time augmentation;
+    views are merged by :func:`average_scores`."""
 
     def merge_preds(self, data_samples_list: list[list[DataSample]]) -> list[DataSample]:
         """``[[s1_view1, s1_view2, ...], [s2_view1, ...]]`` -> one prediction per sample."""
         return [average_scores(views) for views in data_samples_list]
-
-    def forward(
-        self,
-        inputs: torch.Tensor,
-        data_samples: Sequence[DataSample] | None = None,
-        mode: str = "tensor",
-    ) -> Any:
-        raise NotImplementedError(
-            "AverageClsScoreTTA only predicts, through test_step/val_step; train the "
-            "classifier itself"
-        )
-
-    # The wrapper's weights are the classifier's (see the module docstring).
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 __all__ = ["AverageClsScoreTTA", "average_scores", "flip_tta_pipeline"]

@@ -12,51 +12,24 @@ collated batch then holds one list per view::
 then :func:`merge_views` averages the per-view softmax probabilities (sigmoid for a
 one-channel binary head) and takes the argmax (or the head's ``threshold``).
 
-The wrapper has no weights of its own: ``state_dict()``/``load_state_dict()`` are the
-segmentor's, so a checkpoint of the plain model loads unchanged (MMEngine likewise loads
-into ``BaseTTAModel.module``).
+The wrapper has no weights of its own (:class:`~vistra.models.tta.BaseTTAModel`): a
+checkpoint of the plain segmentor loads unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from vistra.data.structures import DataSample, PixelData
-from vistra.models.base import BaseModel
+from vistra.models.tta import BaseTTAModel, split_views
 from vistra.registry import MODELS
 
 # View-independent metainfo carried over to the merged prediction.
 MERGED_META_KEYS = ("img_path", "seg_map_path", "ori_shape", "reduce_zero_label", "sample_idx")
 DEFAULT_THRESHOLD = 0.3  # MMSeg's decode-head default for a one-channel output
-
-
-def split_views(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A TTA batch (one list per view under each key) -> one ordinary batch per view."""
-    if not isinstance(data, Mapping) or "inputs" not in data:
-        raise TypeError(
-            f"SegTTAModel.test_step takes the collated dict with 'inputs', got {type(data).__name__}"
-        )
-    inputs = data["inputs"]
-    if (
-        not isinstance(inputs, (list, tuple))
-        or not inputs
-        or not all(isinstance(view, (list, tuple)) for view in inputs)
-    ):
-        raise TypeError(
-            "SegTTAModel expects inputs=[[img1_view1, img2_view1], [img1_view2, ...], ...] as "
-            "pseudo_collate makes them from TestTimeAug outputs, but got a plain batch; use "
-            "cfg.tta_pipeline (with a TestTimeAug step) as the test pipeline"
-        )
-    num_views = len(inputs)
-    for key, value in data.items():
-        if not isinstance(value, (list, tuple)) or len(value) != num_views:
-            got = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
-            raise ValueError(f"TTA batch key {key!r} has {got} entries for {num_views} views")
-    return [{key: value[i] for key, value in data.items()} for i in range(num_views)]
 
 
 def merge_views(views: Sequence[DataSample], threshold: float = DEFAULT_THRESHOLD) -> DataSample:
@@ -89,39 +62,9 @@ def merge_views(views: Sequence[DataSample], threshold: float = DEFAULT_THRESHOL
 
 
 @MODELS.register_module()
-class SegTTAModel(BaseModel):
-    """Wrap a segmentor (``module``, a model or its config) for test-time augmentation.
-
-    ``data_preprocessor``, when given, replaces the segmentor's (MMEngine's
-    ``BaseTTAModel``).
-    """
-
-    def __init__(
-        self, module: dict | nn.Module, data_preprocessor: dict | nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        if isinstance(module, Mapping):
-            module = dict(module)
-            if data_preprocessor is not None:
-                module["data_preprocessor"] = data_preprocessor
-            module = MODELS.build(module, key_path="model.module")
-        if not isinstance(module, nn.Module):
-            raise TypeError(
-                f"SegTTAModel module must be a model config or an nn.Module, got {module!r}"
-            )
-        if not callable(getattr(module, "test_step", None)):
-            raise TypeError(
-                f"SegTTAModel needs a segmentor with test_step, got {type(module).__name__}"
-            )
-        self.module = module
-
-    def test_step(self, data: dict) -> list[DataSample]:
-        """Predict every view with the segmentor, then merge per sample."""
-        predictions = [self.module.test_step(view) for view in split_views(data)]
-        return self.merge_preds([list(views) for views in zip(*predictions)])
-
-    def val_step(self, data: dict) -> list[DataSample]:
-        return self.test_step(data)
+class SegTTAModel(BaseTTAModel):
+    """Wrap a segmentor (``module``, a model or its config) for test-time augmentation;
+    views are merged by :func:`merge_views`."""
 
     def merge_preds(self, data_samples_list: list[list[DataSample]]) -> list[DataSample]:
         """``[[s1_view1, s1_view2, ...], [s2_view1, ...]]`` -> one prediction per sample."""
@@ -131,25 +74,6 @@ class SegTTAModel(BaseModel):
         threshold = getattr(head, "threshold", None)
         threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         return [merge_views(views, threshold) for views in data_samples_list]
-
-    def forward(
-        self,
-        inputs: torch.Tensor,
-        data_samples: Sequence[DataSample] | None = None,
-        mode: str = "tensor",
-    ) -> Any:
-        raise NotImplementedError(
-            "SegTTAModel only predicts, through test_step/val_step; train the segmentor itself"
-        )
-
-    # The wrapper's weights are the segmentor's (see the module docstring).
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 __all__ = ["SegTTAModel", "merge_views", "split_views"]
