@@ -48,3 +48,35 @@ def test_error_is_one_line_naming_key_and_fix(tmp_path, cifar_config, case):
     for piece in pieces:
         assert piece in errors[0], errors[0]
     assert errors[0] == lines[-1]  # the last word, not buried in the log
+
+
+# A user's own config that leans on the upstream tree: (config text, pieces of the error line)
+WRITTEN = {
+    "scoped-base-nowhere": (
+        "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'\n",
+        ["base config 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'", "not found: tried",
+         "configs/mmdet/faster_rcnn/", "VISTRA_CONFIG_ROOTS=mmdet="],
+    ),
+    "custom-import-missing": (
+        "_base_ = '{cifar}'\n"
+        "custom_imports = dict(imports=['mmpretrain.models', 'my_missing_plugin'])\n",
+        ["custom_imports: cannot import 'my_missing_plugin'", "PYTHONPATH",
+         "allow_failed_imports=True"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(WRITTEN))
+def test_written_config_error_is_one_line(tmp_path, cifar_config, case):
+    text, pieces = WRITTEN[case]
+    config = tmp_path / f"{case}.py"
+    config.write_text(text.format(cifar=cifar_config))
+    result = run_cli("train", config, "--work-dir", tmp_path / "w", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == lines[-1], result.stderr[-2000:]
+    for piece in pieces:
+        assert piece in errors[0], errors[0]
+    assert not (tmp_path / "w").exists()  # stopped before anything was written
