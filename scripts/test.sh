@@ -15,8 +15,13 @@ done
 bash scripts/setup_venv.sh
 .venv/bin/ruff check vistra tests tools benchmarks
 .venv/bin/ruff format --check vistra tests tools benchmarks
-if [ -n "${VISTRA_UPSTREAM_FULL:-}" ] && [ ${#args[@]} -eq 0 ]; then
-    args=(tests/upstream)
+if [ -n "${VISTRA_UPSTREAM_FULL:-}" ]; then
+    # --upstream alone runs tests/upstream; with paths of its own, those
+    has_path=0
+    for arg in ${args[@]+"${args[@]}"}; do
+        [ -e "${arg%%::*}" ] && has_path=1
+    done
+    [ "$has_path" -eq 1 ] || args+=(tests/upstream)
 fi
 set +e
 .venv/bin/python -m pytest ${args[@]+"${args[@]}"}
