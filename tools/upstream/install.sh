@@ -26,7 +26,7 @@ PINS=(
 )
 hash=$(printf '%s\n' "${PINS[@]}" "$("$PY" -c 'import sys; print(sys.version_info[:2])')" \
     | sha256sum | cut -c1-12)
-DIR=${VISTRA_ORACLE_DIR:-$HOME/.cache/vistra/upstream-$hash}
+DIR=${VISTRA_ORACLE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/vistra/upstream-$hash}
 if [ ! -f "$DIR/.complete" ]; then
     echo "[oracle] installing ${#PINS[@]} pinned packages into $DIR" >&2
     rm -rf "$DIR.partial"
