@@ -11,7 +11,9 @@ backend name only selects the few places where MMCV's two backends differ:
   label PNGs need) and are expanded to colours with ``'cv2'``, as each library does.
 
 Only local files are supported: ``backend_args`` naming another storage backend fails
-loudly instead of silently reading the wrong place.
+loudly instead of silently reading the wrong place. Bytes that do not decode raise
+:class:`~vistra.data.errors.UnreadableFileError` naming the file and why, in plain words
+(what datasets with ``skip_corrupt=True`` skip).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vistra.data.errors import DataError
+from vistra.data.errors import UnreadableFileError
 
 COLOR_FLAGS = (
     "color",
@@ -80,7 +82,8 @@ def imfrombytes(
         img = Image.open(io.BytesIO(content))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot decode image{where}: {exc}") from None
+        problem = decode_problem(exc, content)
+        raise UnreadableFileError(f"cannot decode image{where}", f": {problem}", path) from None
     if flag in ("color", "grayscale") and img.getexif().get(_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
     if flag == "unchanged":
@@ -90,6 +93,18 @@ def imfrombytes(
         return np.array(img if img.mode == "L" else img.convert("L"))  # writable copy
     rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     return swap_rb(rgb) if channel_order == "bgr" else rgb.copy()
+
+
+def decode_problem(exc: BaseException, content: bytes) -> str:
+    """Why Pillow could not decode ``content``, in one line and without object reprs."""
+    if not content:
+        return "the file is empty (0 bytes)"
+    if isinstance(exc, UnidentifiedImageError):  # "cannot identify image file <BytesIO ...>"
+        return f"not an image format Pillow reads ({len(content)} bytes, starting {content[:8]!r})"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "truncat" in text.lower():  # "Truncated File Read", "... (0 bytes not processed)"
+        text = "image file is truncated"
+    return f"{text} ({len(content)} bytes)"
 
 
 def swap_rb(img: np.ndarray) -> np.ndarray:

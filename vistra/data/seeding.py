@@ -49,6 +49,17 @@ def seeded_rng(seed: int) -> Iterator[None]:
         torch.random.default_generator.set_state(torch_state)
 
 
+def derive_seed(*values: int) -> int:
+    """A 63-bit seed mixed from ``values`` (a fixed integer hash, not Python's ``hash``)."""
+    x = 0x243F6A8885A308D3
+    for value in values:
+        x = ((x ^ (int(value) & _TORCH_SEED_MASK)) * 0x9E3779B97F4A7C15) & _TORCH_SEED_MASK
+        x ^= x >> 31
+        x = (x * 0xD6E8FEB86659FD93) & _TORCH_SEED_MASK
+        x ^= x >> 32
+    return x >> 1
+
+
 def split_index(item: int | tuple[int, int] | list[int]) -> tuple[int, int | None]:
     """``idx`` -> ``(idx, None)``; ``(idx, seed)`` -> ``(idx, seed)``; anything else fails."""
     if isinstance(item, (tuple, list)):

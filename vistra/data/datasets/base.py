@@ -15,12 +15,21 @@ class attribute ``METAINFO``. Everything else follows MMEngine 0.x/1.x:
 
 ``__getitem__`` also accepts ``(idx, seed)``: the pipeline then runs inside
 :func:`vistra.data.seeding.seeded_rng`, so augmentation depends on (seed, idx) only.
+
+A file that cannot be read (an image that does not decode, a missing file) is an error
+naming the file and the sample. With ``skip_corrupt=True`` the sample is replaced by
+another one instead, in training and in test mode alike (there the metrics then leave it
+out, which the warning says), and each bad file is logged once as a warning on the
+'vistra' logger; after ``max_refetch`` failures in a row the dataset gives up. The
+replacement and the seed it runs under depend on (seed, idx) only, so a resumed run
+replaces a bad sample exactly as the uninterrupted run did.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -28,8 +37,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
-from vistra.data.seeding import seeded_rng, split_index
+from vistra.data.errors import MISSING_HINT, SKIP_HINT, DataError, UnreadableFileError
+from vistra.data.seeding import derive_seed, seeded_rng, split_index
 from vistra.data.transforms.base import Compose
 from vistra.registry import DATASETS
 
@@ -49,6 +60,24 @@ def join_root(root: str, path: str) -> str:
     if not root or os.path.isabs(path):
         return path
     return os.path.join(root, path)
+
+
+class _ReportedOnce:
+    """Flags of the samples already reported, in shared memory: dataloader workers
+    (forked, or spawned and handed the dataset through torch's pickler) set and see the
+    same flags, so a bad file is reported once per run rather than per worker and epoch."""
+
+    def __init__(self, n: int) -> None:
+        self.flags = torch.zeros(n, dtype=torch.uint8).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+    def first_time(self, idx: int) -> bool:
+        if self.flags[idx]:
+            return False
+        self.flags[idx] = 1  # two workers meeting the same file at once may both report it
+        return True
 
 
 def _load_annotations(path: str) -> Any:
@@ -88,6 +117,7 @@ class BaseDataset:
         test_mode: bool = False,
         lazy_init: bool = False,
         max_refetch: int = 1000,
+        skip_corrupt: bool = False,
     ) -> None:
         self.data_root = os.path.expanduser(data_root or "")
         self.ann_file = join_root(self.data_root, ann_file or "") if ann_file else ""
@@ -100,6 +130,13 @@ class BaseDataset:
         if not isinstance(max_refetch, int) or max_refetch < 0:
             raise ValueError(f"max_refetch must be a non-negative int, got {max_refetch!r}")
         self.max_refetch = max_refetch
+        if not isinstance(skip_corrupt, bool):
+            raise TypeError(f"skip_corrupt must be True or False, got {skip_corrupt!r}")
+        self.skip_corrupt = skip_corrupt
+        # The config key the dataset was built from (e.g. 'train_dataloader.dataset'), set
+        # by whoever builds it; errors about a sample name it.
+        self.config_key: str | None = None
+        self._reported: _ReportedOnce | None = None
         self._metainfo = self._load_metainfo(copy.deepcopy(metainfo))
         self.data_list: list[dict] = []
         self._data_bytes: np.ndarray | None = None
@@ -153,6 +190,8 @@ class BaseDataset:
         if self.serialize_data:
             self._serialize()
         self._fully_initialized = True
+        if self.skip_corrupt:  # before dataloader workers start, so that they share it
+            self._reported = _ReportedOnce(len(self))
 
     def load_data_list(self) -> list[dict]:
         """Read an MMEngine-format annotation file: ``{'metainfo': {...}, 'data_list': [...]}``.
@@ -207,6 +246,7 @@ class BaseDataset:
         subset._data_bytes = subset._data_address = None
         if self.serialize_data:
             subset._serialize()
+        subset._reported = _ReportedOnce(len(subset)) if self.skip_corrupt else None
         return subset
 
     # ------------------------------------------------------------------ serialisation
@@ -253,30 +293,84 @@ class BaseDataset:
         idx, seed = split_index(item)
         self.full_init()
         if seed is None:
-            return self._fetch(idx)
+            return self._fetch(idx, None)
         with seeded_rng(seed):
-            return self._fetch(idx)
+            return self._fetch(idx, seed)
 
-    def _fetch(self, idx: int) -> Any:
-        if self.test_mode:
-            data = self.prepare_data(idx)
-            if data is None:
+    def _fetch(self, idx: int, seed: int | None) -> Any:
+        """The pipeline's output for ``idx``, refetching another sample when the pipeline
+        returns None (training only) or a file is unreadable (``skip_corrupt``)."""
+        first, replacement_seed, unreadable = idx, None, None
+        for attempt in range(self.max_refetch + 1):
+            try:
+                data = self._prepare(idx, replacement_seed)
+            except (UnreadableFileError, FileNotFoundError) as exc:
+                if not self.skip_corrupt:
+                    hint = SKIP_HINT if isinstance(exc, UnreadableFileError) else MISSING_HINT
+                    raise self._at_sample(exc, idx, hint) from exc
+                unreadable = self._at_sample(exc, idx)
+                self._report_skipped(idx, unreadable)
+                idx, replacement_seed = self._replacement(first, seed, attempt)
+                continue
+            if data is not None:
+                return data
+            if self.test_mode:
                 raise RuntimeError(
                     f"the test pipeline dropped sample {idx} of {type(self).__name__} "
                     f"({self._describe(idx)}); test pipelines must not return None"
                 )
-            return data
-        first = idx
-        for _ in range(self.max_refetch + 1):
-            data = self.prepare_data(idx)
-            if data is not None:
-                return data
             idx = self._rand_another()
+        if unreadable is not None:
+            raise DataError(
+                f"{type(self).__name__}: {self.max_refetch + 1} samples in a row could not be "
+                f"read (sample {first} and the replacements that skip_corrupt=True tried, "
+                f"max_refetch={self.max_refetch}); the last: {unreadable}. Check that the "
+                "files are images and that data_root and data_prefix point at them"
+            )
         raise RuntimeError(
             f"{type(self).__name__}: the pipeline returned None for sample {first} "
             f"({self._describe(first)}) and for {self.max_refetch} random replacements; "
             "check the image paths and the pipeline"
         )
+
+    def _prepare(self, idx: int, seed: int | None) -> Any:
+        if seed is None:
+            return self.prepare_data(idx)
+        with seeded_rng(seed):
+            return self.prepare_data(idx)
+
+    def _replacement(self, first: int, seed: int | None, attempt: int) -> tuple[int, int | None]:
+        """The sample tried instead of ``first`` after its ``attempt``-th failure, and the
+        seed it runs under: a function of (seed, first, attempt) alone, never of the RNG
+        streams, so that a resumed run replaces a bad sample as the uninterrupted one did."""
+        n = len(self)
+        mixed = derive_seed(0 if seed is None else seed, first, attempt)
+        other = first if n == 1 else (first + 1 + mixed % (n - 1)) % n
+        return other, None if seed is None else derive_seed(mixed, 1)
+
+    def _at_sample(self, exc: Exception, idx: int, hint: str = "") -> Exception:
+        """The one-line error to raise (or log) for ``exc``, naming sample ``idx`` too."""
+        where = f" in {self.config_key}" if self.config_key else ""
+        sample = f"sample {idx} of {type(self).__name__}{where}"
+        if isinstance(exc, UnreadableFileError):
+            return exc.at_sample(sample, hint)
+        message = " ".join(str(exc).split())  # a missing file
+        return FileNotFoundError(f"{message} ({sample}){'; ' + hint if hint else ''}")
+
+    def _report_skipped(self, idx: int, error: Exception) -> None:
+        """One warning per bad sample and run, whichever worker meets it, every epoch."""
+        if self._reported is None or len(self._reported) != len(self):
+            self._reported = _ReportedOnce(len(self))  # skip_corrupt set after loading
+        if not self._reported.first_time(idx):
+            return
+        if self.test_mode:
+            instead = (
+                "skip_corrupt=True in test mode: another sample is evaluated in its place, "
+                "so the metrics leave this one out and count another twice"
+            )
+        else:
+            instead = "skip_corrupt=True: another sample is used in its place"
+        logging.getLogger("vistra").warning(f"{error}; {instead} (reported once per file)")
 
     def _rand_another(self) -> int:
         return int(np.random.randint(0, len(self)))

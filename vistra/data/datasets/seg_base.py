@@ -66,6 +66,7 @@ class BaseSegDataset(BaseDataset):
         ignore_index: int = 255,
         reduce_zero_label: bool = False,
         backend_args: dict | None = None,
+        skip_corrupt: bool = False,
     ) -> None:
         if not isinstance(ann_file, str):
             raise TypeError(
@@ -97,6 +98,7 @@ class BaseSegDataset(BaseDataset):
             test_mode=test_mode,
             lazy_init=True,
             max_refetch=max_refetch,
+            skip_corrupt=skip_corrupt,
         )
         self.label_map = self.get_label_map(self._metainfo.get("classes"))
         self._metainfo.update(label_map=self.label_map, reduce_zero_label=reduce_zero_label)
