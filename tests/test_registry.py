@@ -109,12 +109,44 @@ def test_unknown_argument_suggests_valid_ones():
     assert "did you mean 'depth'" in str(info.value)
 
 
-def test_failure_inside_constructor_names_type_and_arguments():
+def test_failure_inside_constructor_names_key_value_and_reason():
     reg = make_registry()
     with pytest.raises(ValueError) as info:
-        reg.build(dict(type="Head", num_classes=0))
-    assert "Head(num_classes=0)" in str(info.value)
-    assert "num_classes must be positive" in str(info.value)
+        reg.build(dict(type="Head", num_classes=0), key_path="model.head")
+    assert (
+        str(info.value)
+        == "model.head.num_classes=0: Head rejected it: num_classes must be positive"
+    )
+
+
+def test_arch_table_lookup_names_the_valid_values_not_the_whole_config():
+    from vistra.registry import MODELS
+
+    cfg = dict(
+        type="ImageClassifier",
+        backbone=dict(type="ResNet", depth=17),
+        head=dict(type="LinearClsHead", num_classes=3, in_channels=2048),
+    )
+    with pytest.raises(KeyError) as info:
+        MODELS.build(cfg, key_path="model")
+    text = str(info.value)
+    assert text.startswith("model.backbone.depth=17: ResNet has no such depth; valid: 18, 34, 50")
+    assert "LinearClsHead" not in text and len(text) < 200  # not the repr of every argument
+
+
+def test_a_nested_build_without_a_key_path_finds_it_in_its_parent():
+    from vistra.registry import MODELS
+
+    cfg = dict(
+        type="LinearClsHead",
+        num_classes=3,
+        in_channels=8,
+        loss=dict(type="CrossEntropyLoss", loss_weigth=1.0),
+    )
+    with pytest.raises(RegistryError) as info:
+        MODELS.build(cfg, key_path="model.head")
+    assert "(config key 'model.head.loss.loss_weigth')" in str(info.value)
+    assert "did you mean 'loss_weight'" in str(info.value)
 
 
 def test_nested_configs_are_left_to_the_built_object():

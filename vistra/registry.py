@@ -240,14 +240,7 @@ def build_from_cfg(
     if isinstance(obj_type, str):
         obj_cls = registry.get(obj_type, scope=scope)
         if obj_cls is None:
-            hint = did_you_mean(_strip_scope(obj_type), registry.keys())
-            raise RegistryError(
-                f"unknown {registry.name} type {obj_type!r}{where}.{hint}"
-                + ("" if hint else f" Registered: {', '.join(registry.keys())}.")
-                + f" A class of your own must be registered (@{_variable(registry)}"
-                ".register_module()) in a module that the config imports: custom_imports = "
-                "dict(imports=['my_module']), with my_module on PYTHONPATH"
-            )
+            raise RegistryError(unknown_type_message(registry, obj_type, key_path))
         type_name = obj_type
     elif callable(obj_type):
         obj_cls = obj_type
@@ -255,15 +248,155 @@ def build_from_cfg(
     else:
         raise TypeError(f"'type'{where} must be a str or a class, got {obj_type!r}")
 
+    key_path = key_path or _nested_key_path(cfg)
     check_arguments(obj_cls, args, type_name, key_path)
+    token = _BUILDING.set((key_path, cfg))
     try:
         with default_scope(scope):  # a `_scope_` holds for everything this object builds
             return obj_cls(**args)
-    except RegistryError:
-        raise  # already names the culprit
     except Exception as exc:
-        shown = ", ".join(f"{k}={_short_repr(v)}" for k, v in args.items())
-        raise _same_kind(exc, f"{type_name}({shown}){where} failed: {exc}") from exc
+        if isinstance(exc, RegistryError) or getattr(exc, "vistra_build_error", False):
+            raise  # already names the culprit (an inner build, an unknown type)
+        raise _build_error(exc, obj_cls, type_name, args, key_path, cfg) from exc
+    finally:
+        _BUILDING.reset(token)
+
+
+# What is being built right now: (its key path, its config). A build inside a constructor
+# that was not told its key path (a head building its loss) finds it in its parent's config.
+_BUILDING: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+    "vistra_building", default=None
+)
+
+
+def _nested_key_path(cfg: Any) -> str:
+    parent = _BUILDING.get()
+    if parent is None or not parent[0]:
+        return ""
+    found = _find_in(parent[1], cfg, parent[0], depth=3)
+    return found or ""
+
+
+def _find_in(container: Any, target: Any, prefix: str, depth: int) -> str | None:
+    """The key path of ``target`` inside ``container`` (by identity, else equality)."""
+    if depth == 0:
+        return None
+    items: list[tuple[str, Any]] = []
+    if isinstance(container, Mapping):
+        items = [(f"{prefix}.{k}", v) for k, v in container.items()]
+    elif isinstance(container, (list, tuple)):
+        items = [(f"{prefix}[{i}]", v) for i, v in enumerate(container)]
+    for path, value in items:
+        if value is target:
+            return path
+    for path, value in items:
+        if isinstance(value, Mapping) and value == target:
+            return path
+    for path, value in items:
+        if isinstance(value, (Mapping, list, tuple)):
+            found = _find_in(value, target, path, depth - 1)
+            if found:
+                return found
+    return None
+
+
+def _build_error(
+    exc: Exception, obj_cls: Any, type_name: str, args: Mapping[str, Any], key_path: str, cfg: Any
+) -> Exception:
+    """One short line for a constructor that failed: the config key and value it most likely
+    failed on (never the repr of every argument), what is valid where the class has an arch
+    table, and the constructor's own message."""
+    reason = _short_text(f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc))
+    culprit = _culprit(exc, args, cfg)
+    if culprit is not None:
+        where = f"{key_path}.{culprit}" if key_path else culprit
+        value = args[culprit]
+        valid = arch_choices(obj_cls, culprit, value)
+        if valid is not None:
+            message = (
+                f"{where}={value!r}: {type_name} has no such {culprit}; valid: "
+                f"{', '.join(map(repr, valid))}.{did_you_mean(str(value), [str(v) for v in valid])}"
+            )
+        else:
+            message = f"{where}={_short_repr(value)}: {type_name} rejected it: {reason}"
+    else:
+        where = f" (config key '{key_path}')" if key_path else ""
+        message = f"{type_name}{where} failed: {reason}"
+    error = RegistryError(message) if isinstance(exc, KeyError) else _same_kind(exc, message)
+    error.vistra_build_error = True  # type: ignore[attr-defined]
+    return error
+
+
+def _culprit(exc: Exception, args: Mapping[str, Any], cfg: Any) -> str | None:
+    """The argument a constructor's error names: a KeyError on its value (an arch-table
+    lookup), or the one scalar argument given in the config whose value the message quotes."""
+    given = {k: v for k, v in args.items() if isinstance(cfg, Mapping) and k in cfg}
+    scalars = {
+        k: v
+        for k, v in given.items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "type"
+    }
+    if isinstance(exc, KeyError) and exc.args:
+        hits = [k for k, v in scalars.items() if v == exc.args[0]]
+        if len(hits) == 1:
+            return hits[0]
+    text = str(exc)
+    named = [k for k, v in scalars.items() if re.search(rf"\b{re.escape(k)}\b", text)]
+    quoted = [k for k, v in scalars.items() if _quotes(text, v)]
+    for hits in ([k for k in named if k in quoted], quoted, named):
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def _quotes(text: str, value: Any) -> bool:
+    shown = str(value)
+    if not shown or len(shown) > 60:
+        return False
+    return re.search(rf"(?<![\w.]){re.escape(shown)}(?![\w])", text) is not None or (
+        repr(value) in text
+    )
+
+
+def arch_choices(obj_cls: Any, name: str, value: Any) -> list | None:
+    """The keys of the arch table ``name`` selects from (``depth`` in ResNet's
+    ``arch_settings``, ``arch`` in ViT's ``arch_zoo``), when ``value`` is not one of them."""
+    if name not in ("arch", "depth") or not inspect.isclass(obj_cls):
+        return None
+    for attr in ("arch_settings", "arch_zoo"):
+        table = getattr(obj_cls, attr, None)
+        if isinstance(table, Mapping) and table:
+            try:
+                if value in table:
+                    return None
+            except TypeError:  # an unhashable value (an arch dict)
+                return None
+            return list(table)
+    return None
+
+
+def _short_text(text: str, limit: int = 200) -> str:
+    """A message cut in the middle to ``limit`` characters: the start names the problem,
+    the end usually says what to do."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return text[:head] + " ... " + text[-(limit - head - 5) :]
+
+
+def unknown_type_message(registry: Registry, obj_type: str, key_path: str = "") -> str:
+    """The error for a ``type`` that ``registry`` does not hold: the closest names, and how
+    a class of the user's own gets registered."""
+    where = f" (config key '{key_path}')" if key_path else ""
+    hint = did_you_mean(_strip_scope(obj_type), registry.keys())
+    return (
+        f"unknown {registry.name} type {obj_type!r}{where}.{hint}"
+        + ("" if hint else f" Registered: {', '.join(registry.keys())}.")
+        + f" A class of your own must be registered (@{_variable(registry)}"
+        ".register_module()) in a module that the config imports: custom_imports = "
+        "dict(imports=['my_module']), with my_module on PYTHONPATH"
+    )
 
 
 def check_arguments(
@@ -392,6 +525,9 @@ TASK_UTILS = Registry("task util", ["vistra.models"])
 __all__ = [
     "Registry",
     "accepted_arguments",
+    "arch_choices",
+    "check_arguments",
+    "unknown_type_message",
     "current_scope",
     "default_scope",
     "normalise_scope",

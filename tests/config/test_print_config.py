@@ -81,7 +81,7 @@ def test_bad_config_is_one_line_on_stderr_and_exit_code_2(tmp_path):
     result = _run(str(bad))
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vistra print-config: error: ")
+    assert len(lines) == 1 and lines[0].startswith("error: ")
     assert f"{bad}:2:" in lines[0]
 
 

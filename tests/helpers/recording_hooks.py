@@ -63,3 +63,19 @@ class SleepEveryIterHook(Hook):
         import time
 
         time.sleep(self.seconds)
+
+
+@HOOKS.register_module()
+class NonFiniteWeightsHook(Hook):
+    """Fills the first parameter with ``value`` (nan or inf) after iteration ``at_iter``:
+    the next forward pass gives a non-finite loss, as a diverging run does."""
+
+    def __init__(self, at_iter: int, value: str = "nan") -> None:
+        self.at_iter, self.value = at_iter, float(value)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.at_iter:
+            import torch
+
+            with torch.no_grad():
+                next(runner.model.parameters()).fill_(self.value)

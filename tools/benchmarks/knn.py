@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from vistra.cli.common import UsageError, add_common_arguments, load_config, run_reporting_errors
+from vistra.cli.errors import ArgumentParser
 
 logger = logging.getLogger("vistra")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="tools/benchmarks/knn.py",
         description="Weighted kNN classification with a model's backbone features.",
     )

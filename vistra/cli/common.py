@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+# the error boundary of the commands lives in errors.py; re-exported for the front-ends
+from vistra.cli.errors import ArgumentParser, run_reporting_errors  # noqa: F401
 from vistra.config import CfgOptionsAction, Config, ConfigError
 from vistra.config.legacy import legacy_markers, split_cfg_options, upgrade_config
 
@@ -109,41 +109,3 @@ def set_dataloader_defaults(
         if no_persistent_workers:
             loader["persistent_workers"] = False
         cfg[key] = loader
-
-
-def run_reporting_errors(fn: Callable[[], Any]) -> int:
-    """Run a command; a user error becomes one clear line on stderr and exit code 2."""
-    from vistra.registry import RegistryError
-
-    user_errors: tuple[type[BaseException], ...] = (
-        ConfigError,
-        RegistryError,
-        FileNotFoundError,
-        UsageError,
-    )
-    try:
-        from vistra.checkpoint import CheckpointError
-        from vistra.data.errors import DataError
-        from vistra.dist.launch import LaunchError
-
-        user_errors += (CheckpointError, LaunchError, DataError)
-    except ImportError:
-        pass
-    try:
-        fn()
-    except user_errors as exc:
-        print(f"error: {_last_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _last_line(exc: BaseException) -> str:
-    """The message; for an error re-raised from a dataloader worker, its original last line."""
-    text = str(exc)
-    if "Original Traceback" in text:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        return lines[-1].split(": ", 1)[-1] if lines else text
-    return text

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 COMMANDS = {
     "train": "vistra.cli.train",
     "test": "vistra.cli.test",
+    "check": "vistra.cli.check",
     "print-config": "vistra.cli.print_config",
     "migrate-config": "vistra.cli.migrate_config",
 }
 
-USAGE = """usage: vistra <command> [args]
+USAGE = """usage: vistra [--debug] <command> [args]
 
 commands:
   train CONFIG [flags]            train a model (vistra train -h for the flags)
   test CONFIG CHECKPOINT [flags]  test a checkpoint
+  check CONFIG [train flags]      validate a config before training (--data: read every sample)
   print-config CONFIG [flags]     print the merged config
   migrate-config OLD.py NEW.py    write a 0.x (MMCV runner) config in the 1.x schema
+
+Errors are one line; --debug (or VISTRA_DEBUG=1) prints the full traceback.
 """
 
 
@@ -25,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--debug"]:  # `vistra --debug train ...` as well as `vistra train ... --debug`
+        os.environ["VISTRA_DEBUG"] = "1"
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 from pathlib import Path
 
+from vistra.cli.errors import ArgumentParser, run_reporting_errors
 from vistra.config import CfgOptionsAction, Config, ConfigError
 from vistra.config.legacy import legacy_markers, upgrade_config
 from vistra.config.pretty import format_config
@@ -50,7 +50,7 @@ KEY_ORDER = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Translate a 0.x (MMCV runner) config into a 1.x config file.",
     )
@@ -115,11 +115,13 @@ def render(cfg: Config, source: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = migrate(args.old, args.new, args.cfg_options, args.force)
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    done: list[Config] = []
+    code = run_reporting_errors(
+        lambda: done.append(migrate(args.old, args.new, args.cfg_options, args.force))
+    )
+    if code:
+        return code
+    cfg = done[0]
     print(f"wrote {args.new} ({len(cfg.legacy_notes) - 1} changes from {args.old})")
     return 0
 

@@ -3,8 +3,8 @@
 Prints the config after ``_base_`` inheritance, placeholders and ``--cfg-options`` as
 Python (reloadable) or as JSON (tuples become lists). A 0.x config is printed as its 1.x
 translation, the config the engine runs; a 1.x config that still holds stale 0.x keys is
-printed as loaded, after one notice naming the keys the engine ignores. A bad config is one line on
-stderr and exit code 2. torch is never imported.
+printed as loaded, after one notice naming the keys the engine ignores. A bad config is one ``error:``
+line on stderr and exit code 2. torch is never imported.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import argparse
 import os
 import sys
 
-from vistra.config import CfgOptionsAction, Config, ConfigError
+from vistra.cli.errors import ArgumentParser, run_reporting_errors
+from vistra.config import CfgOptionsAction, Config
 from vistra.config.formats import dump_json
 from vistra.config.legacy import legacy_markers, split_cfg_options, upgrade_config
-from vistra.registry import RegistryError
 
 PROG = "vistra print-config"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vistra print-config``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Print a config after _base_ inheritance, placeholders and --cfg-options.",
     )
@@ -68,24 +68,23 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its message (or --help)
         return e.code if isinstance(e.code, int) else 2
-    try:
+    shown: list[str] = []
+
+    def run() -> None:
         cfg, notices = load(args.config, args.cfg_options)
         for line in notices:
             print(f"notice: {line}", file=sys.stderr)
-        text = dump_json(cfg.to_dict()) if args.json else cfg.pretty_text
-    except (ConfigError, RegistryError) as e:  # RegistryError: from a custom_imports module
-        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
+        shown.append(dump_json(cfg.to_dict()) if args.json else cfg.pretty_text)
+
+    code = run_reporting_errors(run)
+    if code:
+        return code
     try:
-        sys.stdout.write(text)
+        sys.stdout.write(shown[0])
         sys.stdout.flush()
     except BrokenPipeError:  # `vistra print-config ... | head`: the reader is gone, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-
-
-def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 if __name__ == "__main__":

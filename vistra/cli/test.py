@@ -14,15 +14,14 @@ from vistra.cli.common import (
     run_reporting_errors,
     set_dataloader_defaults,
 )
+from vistra.cli.errors import ArgumentParser
 from vistra.config import Config
 
 FILE_SUFFIXES = (".pkl", ".pickle", ".json", ".yaml", ".yml")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="vistra test", description="Test a checkpoint on a config's test set."
-    )
+    p = ArgumentParser(prog="vistra test", description="Test a checkpoint on a config's test set.")
     p.add_argument("config", help="config file (.py/.json/.yaml)")
     p.add_argument("checkpoint", help="checkpoint file or http(s) URL")
     add_common_arguments(p)

@@ -12,11 +12,12 @@ from vistra.cli.common import (
     run_reporting_errors,
     set_dataloader_defaults,
 )
+from vistra.cli.errors import ArgumentParser
 from vistra.config import Config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vistra train", description="Train a model from a config.")
+    p = ArgumentParser(prog="vistra train", description="Train a model from a config.")
     p.add_argument("config", help="config file (.py/.json/.yaml)")
     add_common_arguments(p)
     p.add_argument(

@@ -154,29 +154,38 @@ def _end_workers_at_exit() -> None:
     atexit.register(kill_workers)
 
 
+DATALOADER_KEYS = (
+    "batch_sampler",
+    "batch_size",
+    "collate_fn",
+    "dataset",
+    "drop_last",
+    "num_workers",
+    "persistent_workers",
+    "pin_memory",
+    "prefetch_factor",
+    "sampler",
+    "worker_init_fn",
+)
+
+
+def unknown_dataloader_keys(cfg: Mapping[str, Any], key: str) -> list[str]:
+    """One error message per key of a ``*_dataloader`` section that MMEngine does not know."""
+    return [
+        f"{key}: unknown key {name!r}.{did_you_mean(name, DATALOADER_KEYS)} "
+        f"Valid keys: {', '.join(DATALOADER_KEYS)}"
+        for name in cfg
+        if name not in DATALOADER_KEYS
+    ]
+
+
 def build_dataloader(
     cfg: Mapping[str, Any], key: str, seed: int, rank: int, pin_memory_default: bool = False
 ) -> DataLoader:
     """A DataLoader from a ``*_dataloader`` config section (MMEngine's keys)."""
     cfg = copy.deepcopy(dict(cfg))
-    known = {
-        "dataset",
-        "sampler",
-        "batch_sampler",
-        "batch_size",
-        "num_workers",
-        "persistent_workers",
-        "pin_memory",
-        "collate_fn",
-        "drop_last",
-        "prefetch_factor",
-        "worker_init_fn",
-    }
-    for name in cfg:
-        if name not in known:
-            raise RegistryError(
-                f"{key}: unknown key {name!r}.{did_you_mean(name, sorted(known))} Valid keys: {', '.join(sorted(known))}"
-            )
+    for message in unknown_dataloader_keys(cfg, key):
+        raise RegistryError(message)
     if "dataset" not in cfg:
         raise RegistryError(f"{key} has no 'dataset'")
     dataset = cfg["dataset"]
@@ -189,8 +198,10 @@ def build_dataloader(
     )
     from vistra.data.datasets.base import BaseDataset
 
-    if hasattr(sampler, "seed_samples") and isinstance(dataset, BaseDataset):
-        sampler.seed_samples = True  # (index, seed) pairs: augmentation independent of workers
+    if isinstance(dataset, BaseDataset):
+        dataset.config_key = f"{key}.dataset"  # its errors name the config key
+        if hasattr(sampler, "seed_samples"):
+            sampler.seed_samples = True  # (index, seed) pairs: augmentation independent of workers
     collate = cfg.get("collate_fn") or dict(type="pseudo_collate")
     if isinstance(collate, Mapping):
         collate = dict(collate)

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
 from vistra.dist.model_wrap import unwrap
+from vistra.engine.failures import NonFiniteLossError, all_finite, explain, non_finite_message
 from vistra.models.base import parse_losses
 from vistra.registry import LOOPS
 
@@ -31,18 +33,60 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vistra")
 
 
-def train_step(model: torch.nn.Module, data_batch: dict, optim_wrapper: Any) -> dict[str, float]:
-    """One optimisation step on one batch; returns the values to log."""
+def train_step(
+    model: torch.nn.Module,
+    data_batch: dict,
+    optim_wrapper: Any,
+    nonfinite_loss: str = "stop",
+    where: str = "train step",
+) -> dict[str, float]:
+    """One optimisation step on one batch; returns the values to log.
+
+    A NaN/Inf loss raises :class:`NonFiniteLossError` before backward, so the weights and
+    the last checkpoint stay as they were; with ``nonfinite_loss='skip'`` the step is
+    skipped instead (nothing logged, no update), as AMP's loss scaler skips overflows.
+    """
     core = unwrap(model)
     if hasattr(core, "train_step"):  # e.g. several optimizers or a momentum encoder
-        return core.train_step(data_batch, optim_wrapper)
+        log_vars = core.train_step(data_batch, optim_wrapper)
+        if not math.isfinite(log_vars.get("loss", 0.0)):  # after its update: stop only
+            raise NonFiniteLossError(non_finite_message(log_vars, where, data_batch))
+        return log_vars
     # autocast for AMP; DDP's no_sync() on accumulation steps that do not update
     with optim_wrapper.optim_context(model):
         data = core.data_preprocessor(data_batch, training=True)
         losses = model(**data, mode="loss")  # through the DDP wrapper, so gradients sync
     loss, log_vars = parse_losses(losses)
+    if not all_finite(loss):
+        if nonfinite_loss != "skip":
+            raise NonFiniteLossError(non_finite_message(log_vars, where, data_batch))
+        logger.warning("%s: skipped, the loss is %s", where, log_vars.get("loss"))
+        optim_wrapper.zero_grad()
+        return {}
     optim_wrapper.update_params(loss)  # backward, clip, optimizer.step(), zero_grad
     return log_vars
+
+
+def _raise_explained(exc: Exception, where: str, model: Any, data_batch: Any) -> NoReturn:
+    """Raise ``exc`` as the one-line error a user reads (failures.py), chained to it; called
+    in the ``except`` block that caught ``exc``."""
+    error = explain(exc, where, model, data_batch)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def _fetched(batches: Iterator[dict] | Any, where: Callable[[], str], model: Any) -> Iterator:
+    """The batches of ``batches``; a failure to load one names the iteration it was for."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            _raise_explained(exc, f"{where()} (loading data)", model, None)
+        yield batch
 
 
 class _TrainLoop:
@@ -55,7 +99,13 @@ class _TrainLoop:
         val_begin: int = 1,
         val_interval: int = 1,
         dynamic_intervals: list[tuple[int, int]] | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(
+                f"train_cfg.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}"
+            )
+        self.nonfinite_loss = nonfinite_loss
         self.runner = runner
         self.dataloader = dataloader
         self.val_begin = val_begin
@@ -105,7 +155,13 @@ class _TrainLoop:
         n = self._iter + 1
         runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         runner.watchdog.mark(f"train iter {n}: forward, backward, gradient all-reduce")
-        outputs = train_step(runner.model, data_batch, runner.optim_wrapper)
+        where = f"train iter {n}"
+        try:
+            outputs = train_step(
+                runner.model, data_batch, runner.optim_wrapper, self.nonfinite_loss, where
+            )
+        except Exception as exc:
+            _raise_explained(exc, where, runner.model, data_batch)
         runner.watchdog.mark(f"train iter {n}: after-iteration hooks")
         self._batch_in_epoch += 1
         self.val_due = self._val_due_after_iter()
@@ -173,8 +229,11 @@ class EpochBasedTrainLoop(_TrainLoop):
         val_begin: int = 1,
         val_interval: int = 1,
         dynamic_intervals: list[tuple[int, int]] | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+        super().__init__(
+            runner, dataloader, val_begin, val_interval, dynamic_intervals, nonfinite_loss
+        )
         if int(max_epochs) != max_epochs or max_epochs < 1:
             raise ValueError(f"train_cfg.max_epochs must be a positive integer, got {max_epochs!r}")
         self._max_epochs = int(max_epochs)
@@ -208,7 +267,8 @@ class EpochBasedTrainLoop(_TrainLoop):
         start, self._resume_batch = self._resume_batch, 0
         self._batch_in_epoch = start
         _skip_batches(self.dataloader, start)
-        for batch_idx, data_batch in enumerate(self.dataloader, start):
+        batches = _fetched(self.dataloader, lambda: f"train iter {self._iter + 1}", runner.model)
+        for batch_idx, data_batch in enumerate(batches, start):
             self._run_iter(batch_idx, data_batch)
             if self.stop_training:
                 return
@@ -233,8 +293,11 @@ class IterBasedTrainLoop(_TrainLoop):
         val_begin: int = 1,
         val_interval: int = 1000,
         dynamic_intervals: list[tuple[int, int]] | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+        super().__init__(
+            runner, dataloader, val_begin, val_interval, dynamic_intervals, nonfinite_loss
+        )
         if int(max_iters) != max_iters or max_iters < 1:
             raise ValueError(f"train_cfg.max_iters must be a positive integer, got {max_iters!r}")
         self._max_iters = int(max_iters)
@@ -275,7 +338,7 @@ class IterBasedTrainLoop(_TrainLoop):
         runner = self.runner
         runner.call_hook("before_train")
         runner.call_hook("before_train_epoch")
-        batches = self._batches()
+        batches = _fetched(self._batches(), lambda: f"train iter {self._iter + 1}", runner.model)
         while self._iter < self._max_iters and not self.stop_training:
             runner.model.train()
             self._run_iter(self._iter, next(batches))
@@ -323,9 +386,15 @@ class _EvalLoop:
         runner.call_hook(f"before_{mode}_epoch")
         runner.model.eval()
         runner.watchdog.mark(f"{mode} batch 0: loading data")
-        for batch_idx, data_batch in enumerate(self.dataloader):
+        self._batch = 0
+        where = lambda: f"{mode} batch {self._batch}"  # noqa: E731 - read when it fails
+        for batch_idx, data_batch in enumerate(_fetched(self.dataloader, where, runner.model)):
             runner.watchdog.mark(f"{mode} batch {batch_idx}: predict")
-            self.run_iter(batch_idx, data_batch)
+            try:
+                self.run_iter(batch_idx, data_batch)
+            except Exception as exc:
+                _raise_explained(exc, where(), runner.model, data_batch)
+            self._batch = batch_idx + 1
             runner.watchdog.mark(f"{mode} batch {batch_idx + 1}: loading data")
         with runner.watchdog.busy(f"{mode}: gathering results and computing metrics"):
             metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
