@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import (
-    write_ade20k,
-    write_cifar10,
-    write_cityscapes,
-    write_foot_arch,
-    write_imagenet_like,
-    write_pascal_voc,
-)
+from fake_data import WRITERS
 
 from vistra.config import Config
 from vistra.engine.runner import Runner
@@ -41,19 +34,6 @@ def _alias_target(path: Path) -> Path | None:
 
 ALIASES = [p for p in CONFIGS if _alias_target(p) is not None]
 TRAINED = [p for p in CONFIGS if p not in ALIASES]
-
-# dataset type -> writer of tiny data in its on-disk format (None: rendered in memory)
-WRITERS = {
-    "ImageNet": write_imagenet_like,
-    "CustomDataset": write_imagenet_like,
-    "CIFAR10": write_cifar10,
-    "ShapesDataset": None,
-    "ShapesSegDataset": None,
-    "CityscapesDataset": write_cityscapes,
-    "ADE20KDataset": write_ade20k,
-    "PascalVOCDataset": write_pascal_voc,
-    "FootArchDataset": write_foot_arch,
-}
 
 # Segmentation configs train on 512x512 to 2048x1024 pixels and the tiny data is 64
 # pixels high: crops of 32 pixels keep two steps of a ResNet-101 PointRend (or a dilated

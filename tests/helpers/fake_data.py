@@ -139,3 +139,17 @@ def write_foot_arch(root: Path, n: int = 2, img_size: int = 64) -> Path:
             imwrite(img, root / "images" / split / f"{i:05d}.png")
             imwrite((mask > 0).astype(np.uint8), root / "annotations" / split / f"{i:05d}.png")
     return root
+
+
+# dataset type -> writer of tiny data in its on-disk format (None: rendered in memory)
+WRITERS = {
+    "ImageNet": write_imagenet_like,
+    "CustomDataset": write_imagenet_like,
+    "CIFAR10": write_cifar10,
+    "ShapesDataset": None,
+    "ShapesSegDataset": None,
+    "CityscapesDataset": write_cityscapes,
+    "ADE20KDataset": write_ade20k,
+    "PascalVOCDataset": write_pascal_voc,
+    "FootArchDataset": write_foot_arch,
+}
