@@ -2,6 +2,8 @@
 # Run the test suite: installs into .venv if needed, then lint and pytest.
 #   --upstream   compare with the upstream packages over every shipped config (installs the
 #                oracle into a cache folder first; the default suite runs a fixed sample)
+#   --faults     the fault-injection tests at full count (20 kill -9 checkpoint writes,
+#                10+10 SIGTERM resumes; tests/faults; the default suite runs a small sample)
 # Other arguments go to pytest (e.g. scripts/test.sh tests/config -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,19 +11,21 @@ args=()
 for arg in "$@"; do
     case "$arg" in
         --upstream) export VISTRA_UPSTREAM_FULL=1 ;;
+        --faults) export VISTRA_FAULTS_FULL=1 ;;
         *) args+=("$arg") ;;
     esac
 done
 bash scripts/setup_venv.sh
 .venv/bin/ruff check vistra tests tools benchmarks
 .venv/bin/ruff format --check vistra tests tools benchmarks
-if [ -n "${VISTRA_UPSTREAM_FULL:-}" ]; then
-    # --upstream alone runs tests/upstream; with paths of its own, those
-    has_path=0
-    for arg in ${args[@]+"${args[@]}"}; do
-        [ -e "${arg%%::*}" ] && has_path=1
-    done
-    [ "$has_path" -eq 1 ] || args+=(tests/upstream)
+# --upstream / --faults alone run tests/upstream / tests/faults; with paths of their own, those
+has_path=0
+for arg in ${args[@]+"${args[@]}"}; do
+    [ -e "${arg%%::*}" ] && has_path=1
+done
+if [ "$has_path" -eq 0 ]; then
+    [ -z "${VISTRA_UPSTREAM_FULL:-}" ] || args+=(tests/upstream)
+    [ -z "${VISTRA_FAULTS_FULL:-}" ] || args+=(tests/faults)
 fi
 set +e
 .venv/bin/python -m pytest ${args[@]+"${args[@]}"}

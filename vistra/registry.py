@@ -375,7 +375,7 @@ def arch_choices(obj_cls: Any, name: str, value: Any) -> list | None:
     return None
 
 
-def _short_text(text: str, limit: int = 200) -> str:
+def _short_text(text: str, limit: int = 300) -> str:
     """A message cut in the middle to ``limit`` characters: the start names the problem,
     the end usually says what to do."""
     text = " ".join(text.split())

@@ -1,5 +1,6 @@
 """Checkpoint files: atomic save, safe load, URLs, finding the latest."""
 
+import os
 import pickle
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from vistra.checkpoint import (
     find_latest_checkpoint,
     load_checkpoint_file,
     save_checkpoint,
+    write_text_atomic,
 )
 
 
@@ -48,6 +50,75 @@ def test_killed_write_keeps_previous_checkpoint(tmp_path):
     proc.wait()
     ckpt = load_checkpoint_file(target)
     assert torch.equal(ckpt["state_dict"]["w"], torch.zeros(3))
+
+
+# A child whose files may not grow past 256 kB (RLIMIT_FSIZE): a real EFBIG from the OS,
+# as a full disk or a quota gives ENOSPC/EDQUOT, on the same code path.
+_SIZE_LIMITED = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from vistra.checkpoint import CheckpointError, save_checkpoint, write_text_atomic
+d = Path(sys.argv[1])
+save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, d / "epoch_1.pth")
+write_text_atomic(d / "last_checkpoint", "epoch_1.pth")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error instead of a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
+for write in (
+    lambda: save_checkpoint({"state_dict": {"w": torch.ones(500_000)}}, d / "epoch_2.pth"),
+    lambda: write_text_atomic(d / "last_checkpoint", "x" * 300_000),
+):
+    try:
+        write()
+    except CheckpointError as exc:
+        print(exc)
+"""
+
+
+def test_failed_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIZE_LIMITED, str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    save_error, text_error = proc.stdout.strip().splitlines()
+    assert save_error == (
+        f"cannot write checkpoint {tmp_path / 'epoch_2.pth'}: file too large (2.0 MB needed"
+        + save_error.split("MB needed", 1)[1]
+    )
+    assert save_error.endswith("; the previous checkpoint epoch_1.pth is kept")
+    assert text_error == (
+        f"cannot write {tmp_path / 'last_checkpoint'}: file too large; "
+        "it keeps its previous content"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth", "last_checkpoint"]
+    assert (tmp_path / "last_checkpoint").read_text() == "epoch_1.pth"
+    assert torch.equal(
+        load_checkpoint_file(tmp_path / "epoch_1.pth")["state_dict"]["w"], torch.zeros(3)
+    )
+
+
+def test_unwritable_directory_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(
+        CheckpointError, match=r"cannot write checkpoint .*file/x/epoch_1.pth: not a directory"
+    ):
+        save_checkpoint({"state_dict": {}}, tmp_path / "file" / "x" / "epoch_1.pth")
+
+
+def test_a_save_removes_temp_files_of_killed_writes_of_the_same_file(tmp_path):
+    stale = tmp_path / ".epoch_1.pth.k1ll3d.tmp"
+    other = tmp_path / ".epoch_2.pth.k1ll3d.tmp"  # another file's: not this save's business
+    for p in (stale, other):
+        p.write_bytes(b"half a checkpoint")
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    save_checkpoint({"state_dict": {}}, tmp_path / "epoch_1.pth")
+    assert not stale.exists() and other.exists()
+    write_text_atomic(tmp_path / "last_checkpoint", "epoch_1.pth")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".epoch_2.pth.k1ll3d.tmp",
+        "epoch_1.pth",
+        "last_checkpoint",
+    ]
 
 
 def test_unsafe_pickle_is_refused_with_opt_in_hint(tmp_path, monkeypatch):

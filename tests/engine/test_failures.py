@@ -39,7 +39,7 @@ def test_samples_are_named_by_file_else_by_index():
         ),
         (
             RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. "),
-            ["dataloader worker (pid 4242) was killed by signal Killed", "num_workers"],
+            ["dataloader worker (pid 4242) was killed by signal SIGKILL", "num_workers"],
         ),
         (ZeroDivisionError("division by zero"), ["ZeroDivisionError: division by zero"]),
     ],

@@ -23,7 +23,7 @@ from typing import Any
 
 from vistra.config.errors import ConfigError, did_you_mean
 
-MAX_LINE = 300
+MAX_LINE = 400
 DEBUG_HINT = "(run with --debug for the traceback)"
 
 # (module, class) of the errors that are a user's mistake, reported without their type
@@ -141,12 +141,16 @@ def _is(exc: BaseException, names: tuple[tuple[str, str], ...]) -> bool:
 
 
 def _log_to_file(lines: list[str]) -> None:
-    """Append the error to the run's log file (not to the console: it is printed already)."""
+    """Append the error to the run's log file (not to the console: it is printed already).
+    A log that cannot be written (a full disk) must not bury the error under logging's
+    own traceback, so the line is written directly and a failure is ignored."""
     for handler in logging.getLogger("vistra").handlers:
         if isinstance(handler, logging.FileHandler):
             for line in lines:
                 record = logging.LogRecord("vistra", logging.ERROR, __file__, 0, line, None, None)
                 try:
-                    handler.emit(record)
-                except Exception:  # a log that cannot be written must not hide the error
+                    stream = handler.stream or handler._open()
+                    stream.write(handler.format(record) + handler.terminator)
+                    stream.flush()
+                except Exception:
                     pass

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
         )
         cfg = merge_args(cfg, args)
-        runner = Runner.from_config(cfg, legacy_flags.single_gpu_dist(args))
+        runner = Runner.from_config(cfg, legacy_flags.single_gpu_dist(args), purpose="test")
         metrics = runner.test()
         if args.out and args.out_item == "metrics" and runner.rank == 0:
             dump_file(to_plain(metrics), args.out)

@@ -10,6 +10,7 @@ it as one ``error:`` line; ``--debug`` shows the original traceback (kept as ``_
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,9 +38,12 @@ _SHAPE = re.compile(
 )
 
 
-def explain(exc: BaseException, where: str, model: Any, data_batch: Any) -> BaseException:
+def explain(
+    exc: BaseException, where: str, model: Any, data_batch: Any, loader: Any = None
+) -> BaseException:
     """``exc`` raised at ``where`` (``'train iter 12'``) as a :class:`TrainingError`, or
-    ``exc`` itself when it already speaks to the user."""
+    ``exc`` itself when it already speaks to the user. ``loader`` (the DataLoader or its
+    iterator) lets a dead worker's signal be named."""
     names = {klass.__name__ for klass in type(exc).__mro__}
     if names & set(_PASS_THROUGH) or isinstance(exc, FileNotFoundError):
         return exc  # FileNotFoundError names its path
@@ -56,8 +60,8 @@ def explain(exc: BaseException, where: str, model: Any, data_batch: Any) -> Base
         )
     match = _WORKER_DIED.search(text)
     if match:
-        signal_name = re.search(r"signal: (\w+)", text)
-        how = f"was killed by signal {signal_name.group(1)}" if signal_name else "exited"
+        killed = _signal_name(re.search(r"signal: ([\w ]+?)\.? ?$", text)) or worker_signal(loader)
+        how = f"was killed by signal {killed}" if killed else "exited unexpectedly"
         return TrainingError(
             f"{where}: a dataloader worker (pid {match.group(1).strip()}) {how}; "
             "often the host ran out of memory (see dmesg): lower num_workers or batch_size, "
@@ -69,6 +73,28 @@ def explain(exc: BaseException, where: str, model: Any, data_batch: Any) -> Base
             "in_channels against the backbone/neck output channels, and the input size"
         )
     return TrainingError(f"{at}: {type(exc).__name__}: {text[:200]}")
+
+
+def _signal_name(match: re.Match | None) -> str | None:
+    """``'SIGKILL'`` for torch's ``'signal: Killed'`` (the system's description)."""
+    if match is None:
+        return None
+    by_text = {signal.strsignal(s): s.name for s in signal.Signals if signal.strsignal(s)}
+    return by_text.get(match.group(1).strip(), match.group(1).strip())
+
+
+def worker_signal(loader: Any) -> str | None:
+    """The signal that ended a DataLoader worker (``'SIGKILL'``), read from the worker
+    processes of ``loader`` or its live iterator; None when no worker was killed."""
+    for holder in (loader, getattr(loader, "_iterator", None)):
+        for worker in getattr(holder, "_workers", None) or ():
+            code = getattr(worker, "exitcode", None)
+            if code is not None and code < 0:
+                try:
+                    return signal.Signals(-code).name
+                except ValueError:
+                    return f"signal {-code}"
+    return None
 
 
 def describe_samples(data_batch: Any, limit: int = 4) -> str:

@@ -67,17 +67,26 @@ def train_step(
     return log_vars
 
 
-def _raise_explained(exc: Exception, where: str, model: Any, data_batch: Any) -> NoReturn:
+def _raise_explained(
+    exc: Exception, where: str, model: Any, data_batch: Any, loader: Any = None
+) -> NoReturn:
     """Raise ``exc`` as the one-line error a user reads (failures.py), chained to it; called
     in the ``except`` block that caught ``exc``."""
-    error = explain(exc, where, model, data_batch)
+    error = explain(exc, where, model, data_batch, loader)
     if error is exc:
         raise exc
     raise error from exc
 
 
-def _fetched(batches: Iterator[dict] | Any, where: Callable[[], str], model: Any) -> Iterator:
-    """The batches of ``batches``; a failure to load one names the iteration it was for."""
+def _fetched(
+    batches: Iterator[dict] | Any,
+    where: Callable[[], str],
+    model: Any,
+    live: Callable[[], Any] | None = None,
+) -> Iterator:
+    """The batches of ``batches``; a failure to load one names the iteration it was for.
+    ``live`` gives the DataLoader iterator in use when ``batches`` is a generator over it
+    (so a dead worker's signal can be read from its processes)."""
     iterator = iter(batches)
     while True:
         try:
@@ -85,7 +94,8 @@ def _fetched(batches: Iterator[dict] | Any, where: Callable[[], str], model: Any
         except StopIteration:
             return
         except Exception as exc:
-            _raise_explained(exc, f"{where()} (loading data)", model, None)
+            loader = live() if live is not None else iterator
+            _raise_explained(exc, f"{where()} (loading data)", model, None, loader)
         yield batch
 
 
@@ -331,14 +341,20 @@ class IterBasedTrainLoop(_TrainLoop):
             self._batch_in_epoch = start
             _skip_batches(self.dataloader, start)
             start = 0
-            yield from self.dataloader
+            self._live_iterator = iter(self.dataloader)
+            yield from self._live_iterator
             self._data_epoch += 1
 
     def run(self) -> torch.nn.Module:
         runner = self.runner
         runner.call_hook("before_train")
         runner.call_hook("before_train_epoch")
-        batches = _fetched(self._batches(), lambda: f"train iter {self._iter + 1}", runner.model)
+        batches = _fetched(
+            self._batches(),
+            lambda: f"train iter {self._iter + 1}",
+            runner.model,
+            live=lambda: getattr(self, "_live_iterator", None),
+        )
         while self._iter < self._max_iters and not self.stop_training:
             runner.model.train()
             self._run_iter(self._iter, next(batches))
