@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from e2e_support import run_cli
+from fake_data import write_cifar10
 from oracle_support import config_tree
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,8 @@ CASES = {
     ),
     "dataset-missing": (  # the config as shipped, without CIFAR-10 under data/
         [],
-        ["'train_dataloader.dataset'", "data_batch_1", "cifar-10-batches-py",
+        ["train_dataloader.dataset.data_root, val_dataloader.dataset.data_root: "
+         "folder not found: 'data/cifar10' (CIFAR10)",
          "point data_root at the folder"],
     ),
 }  # fmt: skip
@@ -39,6 +41,8 @@ def cifar_config():
 @pytest.mark.parametrize("case", list(CASES))
 def test_error_is_one_line_naming_key_and_fix(tmp_path, cifar_config, case):
     args, pieces = CASES[case]
+    if case != "dataset-missing":  # the data is there: the mistake is the only problem
+        write_cifar10(tmp_path / "data" / "cifar10")
     result = run_cli("train", cifar_config, "--work-dir", tmp_path / "w", *args, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.output

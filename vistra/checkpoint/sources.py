@@ -20,6 +20,8 @@ OPEN_MMLAB_URLS = {
     "resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
     "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
 }
+# an exception line longer than this is cut to its first sentence in one-line messages
+_LONG = 120
 
 
 def resolve_source(source: str) -> str:
@@ -70,9 +72,13 @@ def load_url(url: str, map_location: str | torch.device, weights_only: bool) -> 
 
 
 def first_line(exc: BaseException) -> str:
-    """The line of an exception's text that says what went wrong."""
+    """The line of an exception's text that says what went wrong: its first sentence when
+    the line is long (torch's zip reader appends a paragraph of advice for its developers)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in lines:  # torch's refusal text names the global on a line of its own
-        if "Unsupported global" in ln or "Unsupported operand" in ln:
-            return ln
-    return lines[0] if lines else type(exc).__name__
+    found = next(  # torch's refusal text names the global on a line of its own
+        (ln for ln in lines if "Unsupported global" in ln or "Unsupported operand" in ln),
+        lines[0] if lines else type(exc).__name__,
+    )
+    if len(found) > _LONG and ". " in found:
+        found = found.split(". ", 1)[0]
+    return found

@@ -23,7 +23,7 @@ from typing import Any
 
 from vistra.config.errors import ConfigError, did_you_mean
 
-MAX_LINE = 400
+MAX_LINE = 393  # with `error: ` in front, 400 characters
 DEBUG_HINT = "(run with --debug for the traceback)"
 
 # (module, class) of the errors that are a user's mistake, reported without their type
@@ -96,7 +96,11 @@ def describe(exc: BaseException) -> tuple[list[str], int]:
         return [one_line(p) for p in problems], 2
     if _is(exc, _RUNTIME_ERRORS):
         return [one_line(str(exc))], 1
-    if isinstance(exc, ConfigError) or _is(exc, _USER_ERRORS):
+    if (
+        isinstance(exc, ConfigError)
+        or _is(exc, _USER_ERRORS)
+        or getattr(exc, "vistra_build_error", False)  # a constructor rejected a config value
+    ):
         return [one_line(_message(exc))], 2
     if isinstance(
         exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError

@@ -180,11 +180,11 @@ def resolve_base_ref(ref: BaseRef, base: dict, filename: str) -> Any:
         elif isinstance(node, list | tuple) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            where = "the base configs" if not walked else f"'_base_.{'.'.join(walked)}'"
+            where = "the base configs have" if not walked else f"'_base_.{'.'.join(walked)}' has"
             hint = did_you_mean(part, list(node)) if isinstance(node, dict) else ""
             raise ConfigError(
                 f"{filename}:{ref.line}: placeholder {ref.text!r} does not resolve: "
-                f"{where} has no key {part!r}.{hint}"
+                f"{where} no key {part!r}.{hint}"
             )
         walked.append(part)
     return copy.deepcopy(node)

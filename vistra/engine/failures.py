@@ -48,7 +48,11 @@ def explain(
     if names & set(_PASS_THROUGH) or isinstance(exc, FileNotFoundError):
         return exc  # FileNotFoundError names its path
     samples = describe_samples(data_batch)
-    text = " ".join(str(exc).split())
+    raw = str(exc)
+    if "Original Traceback" in raw:  # raised in a dataloader worker: its own last line
+        last = [line for line in raw.splitlines() if line.strip()][-1].strip()
+        return TrainingError(f"{where}: {last[:300]} (in a dataloader worker)")
+    text = " ".join(raw.split())
     at = f"{where}{f' ({samples})' if samples else ''}"
     match = _OUT_OF_BOUNDS.search(text)
     if match:

@@ -71,6 +71,28 @@ _LAYER_KEY_SUFFIXES = ("_cfg", "_layer", "cfgs")
 _OTHER_MODEL_REGISTRIES = (TASK_UTILS, WEIGHT_INITIALIZERS)
 
 
+# A phase's keys: set all of them or none, so a half-configured phase fails before building.
+TRIPLES = {
+    "train": ("train_dataloader", "train_cfg", "optim_wrapper"),
+    "val": ("val_dataloader", "val_cfg", "val_evaluator"),
+    "test": ("test_dataloader", "test_cfg", "test_evaluator"),
+}
+
+
+def triple_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """One message per phase whose keys are set only in part."""
+    problems = []
+    for name, keys in TRIPLES.items():
+        present = [k for k in keys if cfg.get(k) is not None]
+        if present and len(present) != len(keys):
+            missing = [k for k in keys if k not in present]
+            problems.append(
+                f"{name}: {', '.join(present)} set but {', '.join(missing)} not; "
+                f"set all of {', '.join(keys)} or none"
+            )
+    return problems
+
+
 class PreflightError(ConfigError):
     """Problems found before the run started; ``problems`` holds one line each."""
 
@@ -108,6 +130,8 @@ def validate(cfg: Mapping[str, Any], purpose: str = "train", read_data: bool = F
         raise ValueError(f"purpose must be one of {', '.join(SECTIONS)}, got {purpose!r}")
     report = _Report()
     sections = SECTIONS[purpose]
+    for message in triple_problems(cfg):
+        report.add("", message)
     with default_scope(cfg.get("default_scope")):
         _check_work_dir(cfg, report)
         _check_checkpoints(cfg, purpose, report)
@@ -238,9 +262,17 @@ def _check_checkpoints(cfg: Mapping[str, Any], purpose: str, report: _Report) ->
     for value, what in ((load_from, "load_from"), (resume, "resume")):
         if not isinstance(value, str) or value == "auto" or "://" in value:
             continue
-        if not Path(value).expanduser().is_file():
-            flag = "--resume" if what == "resume" or resume is True else "--load-from"
-            report.add("", f"checkpoint file not found: {value!r} ({what}, {flag})")
+        if purpose == "test":
+            where = "the CHECKPOINT argument"
+        else:
+            where = f"{what}, {'--resume' if what == 'resume' or resume is True else '--load-from'}"
+        path = Path(value).expanduser()
+        if path.is_dir():
+            inside = sorted(p.name for p in path.glob("*.pth"))[:4]
+            listing = f"; it holds {', '.join(inside)}" if inside else "; it holds no .pth file"
+            report.add("", f"checkpoint {value!r} is a folder, not a file ({where}){listing}")
+        elif not path.is_file():
+            report.add("", f"checkpoint file not found: {value!r} ({where})")
 
 
 def _check_model(cfg: Mapping[str, Any], report: _Report) -> None:
@@ -330,19 +362,21 @@ def _check_data_paths(cfg: Mapping[str, Any], cls: Any, key: str, report: _Repor
     if isinstance(root, str) and root and not Path(root).expanduser().is_dir():
         report.add(
             f"{key}.data_root",
-            f"folder not found: {root!r} ({cfg['type']}); point data_root at the folder "
+            f"folder not found: {os.path.normpath(root)!r} ({cfg['type']}); point data_root at the folder "
             "that holds the data",
         )
         return  # everything below is inside it
     root = root if isinstance(root, str) else ""
     ann = cfg.get("ann_file")
     if isinstance(ann, str) and ann and not Path(join_root(root, ann)).is_file():
-        report.add(f"{key}.ann_file", f"annotation file not found: {join_root(root, ann)!r}")
+        path = os.path.normpath(join_root(root, ann))
+        report.add(f"{key}.ann_file", f"annotation file not found: {path!r}")
     prefix = cfg.get("data_prefix")
     prefixes = {"img_path": prefix} if isinstance(prefix, str) else prefix
     for name, value in (prefixes or {}).items() if isinstance(prefixes, Mapping) else ():
         if isinstance(value, str) and value and not Path(join_root(root, value)).exists():
-            report.add(f"{key}.data_prefix.{name}", f"not found: {join_root(root, value)!r}")
+            path = os.path.normpath(join_root(root, value))
+            report.add(f"{key}.data_prefix.{name}", f"not found: {path!r}")
 
 
 def _check_evaluator(cfg: Any, key: str, report: _Report) -> None:

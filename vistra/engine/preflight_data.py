@@ -58,8 +58,10 @@ def _problem(dataset: Any, index: int, classes: int | None) -> str | None:
         return " ".join(str(exc).split())
     label = _label(sample)
     if classes is not None and label is not None and not 0 <= label < classes:
+        info = dataset.get_data_info(index) if hasattr(dataset, "get_data_info") else {}
+        name = f" ({info['img_path']})" if info.get("img_path") else ""
         return (
-            f"sample {index} has label {label}, outside the head's num_classes={classes}; "
+            f"sample {index}{name} has label {label}, outside the head's num_classes={classes}; "
             f"set num_classes to at least {label + 1} or fix the label"
         )
     return None

@@ -79,7 +79,7 @@ def restore_checkpoint(runner: Runner, path: str, checkpoint: dict[str, Any]) ->
     _warn_config_changes(
         checkpoint.get("meta", {}).get("cfg_flat"), flatten_config(runner.cfg), path
     )
-    unwrap(runner.model).load_state_dict(ckpt_io.revise_keys(checkpoint["state_dict"]), strict=True)
+    _load_exactly(runner, path, ckpt_io.revise_keys(checkpoint["state_dict"]))
     if "optimizer" in checkpoint:
         runner.optim_wrapper.load_state_dict(checkpoint["optimizer"])
     else:
@@ -160,3 +160,29 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _load_exactly(runner: Runner, path: str, state_dict: dict[str, Any]) -> None:
+    """A resume needs every weight, with its shape: else it is another model's checkpoint."""
+    model = unwrap(runner.model)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and hasattr(state_dict[k], "shape") and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(mismatched)} shapes differ (checkpoint vs model: {', '.join(mismatched[:2])})"
+            if mismatched
+            else "",
+            f"{len(missing)} weights missing ({', '.join(missing[:2])})" if missing else "",
+            f"{len(unexpected)} unexpected ({', '.join(unexpected[:2])})" if unexpected else "",
+        ]
+        raise ckpt_io.CheckpointError(
+            f"cannot resume from {path}: it is not a checkpoint of this model: "
+            f"{'; '.join(p for p in parts if p)}. Use --load-from to start from its weights"
+        )
+    model.load_state_dict(state_dict, strict=True)

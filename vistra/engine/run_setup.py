@@ -25,17 +25,10 @@ from vistra.config.legacy import legacy_markers, upgrade_config
 from vistra.dist import DistInfo, broadcast_object, init_dist
 from vistra.engine import build as B
 from vistra.engine.logging import setup_logger
-from vistra.engine.preflight import preflight
+from vistra.engine.preflight import preflight, triple_problems
 from vistra.registry import MODELS, RegistryError, default_scope
 
 logger = logging.getLogger("vistra")
-
-# A phase's keys: set all of them or none, so a half-configured phase fails before building.
-_TRIPLES = {
-    "train": ("train_dataloader", "train_cfg", "optim_wrapper"),
-    "val": ("val_dataloader", "val_cfg", "val_evaluator"),
-    "test": ("test_dataloader", "test_cfg", "test_evaluator"),
-}
 
 
 class RunParts(NamedTuple):
@@ -113,14 +106,9 @@ def _log_legacy_notes(cfg: Any) -> None:
 
 
 def _check_triples(cfg: Any) -> None:
-    for name, keys in _TRIPLES.items():
-        present = [k for k in keys if cfg.get(k) is not None]
-        if present and len(present) != len(keys):
-            missing = [k for k in keys if k not in present]
-            raise RegistryError(
-                f"{name}: {', '.join(present)} set but {', '.join(missing)} not; "
-                f"set all of {', '.join(keys)} or none"
-            )
+    problems = triple_problems(cfg)
+    if problems:
+        raise RegistryError(problems[0])
 
 
 def _apply_mp_cfg(mp_cfg: dict) -> None:
