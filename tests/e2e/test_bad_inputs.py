@@ -9,7 +9,8 @@ over 400 characters, and leave every file of the pre-existing work dir (a real r
 For cases found before training starts (``check=True``), ``vistra check`` with the same
 arguments must print the identical error line(s) (but for the program's name argparse puts
 in, and print-config's absolute config path). By default that runs for a fixed spread
-sample (every fourth such case), to keep the file near 4 minutes on 2 cores;
+sample (every fourth such case); the commands of all cases run two at a time before the
+assertions, to keep the file near 2.5 minutes on 2 cores;
 ``VISTRA_ERRORS_FULL=1`` runs it for all of them. Runtime-only faults (a corrupt image in
 the data, a NaN loss, a shape mismatch in the first forward, a bad checkpoint file) are
 ``check=False``; the image ones are found by ``vistra check --data``.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,26 +84,65 @@ def assert_pieces(case: Case, errors: list[str]) -> None:
     assert not missing, f"{case.name}: {missing} not in {text!r}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_one_line_and_loses_nothing(tmp_path, good_work_dir, case):
-    args, work = prepare(case, tmp_path, good_work_dir)
+@dataclass
+class Outcome:
+    """What one case's commands did, run ahead of the assertions (two at a time)."""
+
+    folder: Path
+    args: tuple[str, ...]
+    result: Result
+    changed: list[str]
+    checked: Result | None = None
+    checked_data: Result | None = None
+
+
+def _run_case(case: Case, folder: Path, good_work_dir: Path) -> Outcome:
+    args, work = prepare(case, folder, good_work_dir)
     before = snapshot(work)
-    result = run_cli(*args, cwd=tmp_path)
-    errors = assert_one_error_line(result)
-    assert_pieces(case, errors)
+    result = run_cli(*args, cwd=folder)
     after = snapshot(work)
     changed = [name for name, seen in before.items() if after.get(name) != seen]
-    assert not changed, f"{case.name} changed or removed {changed} in the work dir"
-
+    outcome = Outcome(folder, args, result, changed)
     if case.name in CHECK_SAMPLE:
-        checked = run_cli(*check_args(args), cwd=tmp_path)
+        outcome.checked = run_cli(*check_args(args), cwd=folder)
+    if case.check_data:
+        outcome.checked_data = run_cli(*check_args(args), "--data", cwd=folder)
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory, good_work_dir) -> dict[str, Outcome]:
+    """Every selected case, run two at a time: each command is a subprocess that mostly
+    waits on its own start-up (torch's import), so two cores finish in about half the time."""
+    selected = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if item.originalname == "test_bad_input_is_one_line_and_loses_nothing"
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            case.name: pool.submit(
+                _run_case, case, tmp_path_factory.mktemp(case.name), good_work_dir
+            )
+            for case in selected
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_loses_nothing(outcomes, case):
+    outcome = outcomes[case.name]
+    errors = assert_one_error_line(outcome.result)
+    assert_pieces(case, errors)
+    assert not outcome.changed, f"{case.name} changed or removed {outcome.changed} in the work dir"
+    if outcome.checked is not None:
+        checked = outcome.checked
         assert checked.returncode != 0, checked.output[-3000:]
         assert "Traceback" not in checked.output, checked.output[-3000:]
-        said = [same_words(line, tmp_path, "check") for line in error_lines(checked)]
-        assert said == [same_words(line, tmp_path, case.command) for line in errors], said
-    if case.check_data:
-        checked = run_cli(*check_args(args), "--data", cwd=tmp_path)
-        assert_pieces(case, assert_one_error_line(checked))
+        said = [same_words(line, outcome.folder, "check") for line in error_lines(checked)]
+        assert said == [same_words(line, outcome.folder, case.command) for line in errors], said
+    if outcome.checked_data is not None:
+        assert_pieces(case, assert_one_error_line(outcome.checked_data))
 
 
 def test_case_table_is_sound():

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from vistra.cli import legacy_flags
-from vistra.cli.common import load_config, run_reporting_errors
+from vistra.cli.common import run_reporting_errors
 from vistra.cli.train import build_parser as build_train_parser
-from vistra.cli.train import merge_args
+from vistra.cli.train import config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         from vistra.engine.preflight import preflight
 
-        legacy_flags.resolve_train_flags(args)
-        cfg, args.cfg_options = load_config(
-            args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
-        )
-        cfg = merge_args(cfg, args)
-        preflight(cfg, args.mode, read_data=args.data)
+        preflight(config_from_args(args), args.mode, read_data=args.data)
         what = "and every sample " if args.data else ""
         print(f"ok: {args.config} ({args.mode} sections {what}checked)")
 

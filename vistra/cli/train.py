@@ -107,17 +107,22 @@ def _set_resume(cfg: Config, args: argparse.Namespace) -> None:
         cfg.load_from = args.load_from
 
 
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config ``vistra train`` runs for these arguments (``vistra check`` checks it)."""
+    legacy_flags.resolve_train_flags(args)
+    cfg, args.cfg_options = load_config(
+        args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
+    )
+    return merge_args(cfg, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
         from vistra.engine.runner import Runner
 
-        legacy_flags.resolve_train_flags(args)
-        cfg, args.cfg_options = load_config(
-            args.config, args.work_dir, args.launcher, args.local_rank, args.cfg_options
-        )
-        cfg = merge_args(cfg, args)
+        cfg = config_from_args(args)
         runner = Runner.from_config(cfg, legacy_flags.single_gpu_dist(args))
         runner.train()
 

@@ -9,9 +9,9 @@ collects *every* problem it finds, one line each, naming the config key:
 - values a constructor would reject late: an arch/depth outside the class's arch table, a
   string where the signature says a number, loop lengths and batch sizes that are not
   positive integers, a negative learning rate;
-- dataset roots, annotation files and data prefixes exist;
-- ``num_classes`` agrees across the head(s), the data preprocessor, the datasets' classes
-  and the evaluators;
+- dataset roots, annotation files and data prefixes exist, and ``num_classes`` agrees
+  across the head, the datasets' classes, the evaluators and the data preprocessor
+  (preflight_dataset.py);
 - the work dir is a writable folder, and ``load_from``/``resume`` checkpoints exist.
 
 With ``read_data=True`` (``vistra check --data``) every training sample is also loaded once
@@ -26,11 +26,12 @@ from __future__ import annotations
 import inspect
 import os
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vistra.config.errors import ConfigError
+from vistra.engine.preflight_dataset import check_data_paths, check_num_classes, dicts
 from vistra.registry import (
     DATA_SAMPLERS,
     DATASETS,
@@ -52,7 +53,6 @@ from vistra.registry import (
     WEIGHT_INITIALIZERS,
     Registry,
     RegistryError,
-    accepted_arguments,
     arch_choices,
     check_arguments,
     default_scope,
@@ -147,7 +147,7 @@ def validate(cfg: Mapping[str, Any], purpose: str = "train", read_data: bool = F
                     loop = {"type": "ValLoop" if kind == "val" else "TestLoop"}
                     _check_built(LOOPS, {**loop, **cfg[f"{kind}_cfg"]}, f"{kind}_cfg", report)
         _check_runtime(cfg, report)
-        _check_num_classes(cfg, sections, report)
+        check_num_classes(cfg, sections, report.add)
         if read_data and not report.lines():
             from vistra.engine.preflight_data import read_every_sample
 
@@ -197,9 +197,6 @@ def _check_values(cls: Any, args: Mapping[str, Any], type_name: str, key: str, r
                 f"{key}.{name}={value!r}",
                 f"{type_name} expects {names} here, got {type(value).__name__}",
             )
-
-
-_NUMBERS = (int, float)
 
 
 def _scalar_annotation(cls: Any, name: str) -> tuple[type, ...] | None:
@@ -294,16 +291,8 @@ def _walk_model(cfg: Mapping[str, Any], key: str, report: _Report) -> None:
         elif not any(r.get(name) is not None for r in _OTHER_MODEL_REGISTRIES):
             report.add("", unknown_type_message(MODELS, name, key))
     for name, value in cfg.items():
-        for sub_key, sub in _dicts(value, f"{key}.{name}"):
+        for sub_key, sub in dicts(value, f"{key}.{name}"):
             _walk_model(sub, sub_key, report)
-
-
-def _dicts(value: Any, key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    if isinstance(value, Mapping):
-        yield key, value
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _dicts(item, f"{key}[{i}]")
 
 
 def _check_dataloader(cfg: Mapping[str, Any], key: str, report: _Report) -> None:
@@ -334,11 +323,11 @@ def _check_dataset(cfg: Any, key: str, report: _Report) -> None:
     if not isinstance(cfg, Mapping):
         return
     for name in ("dataset", "datasets"):
-        for sub_key, sub in _dicts(cfg.get(name), f"{key}.{name}"):
+        for sub_key, sub in dicts(cfg.get(name), f"{key}.{name}"):
             _check_dataset(sub, sub_key, report)
     _check_pipeline(cfg.get("pipeline"), f"{key}.pipeline", report)
     if cls is not None:
-        _check_data_paths(cfg, cls, key, report)
+        check_data_paths(cfg, key, report.add)
 
 
 def _check_pipeline(pipeline: Any, key: str, report: _Report) -> None:
@@ -353,39 +342,13 @@ def _check_pipeline(pipeline: Any, key: str, report: _Report) -> None:
                 _check_pipeline(step["transforms"], f"{key}[{i}].transforms", report)
 
 
-def _check_data_paths(cfg: Mapping[str, Any], cls: Any, key: str, report: _Report) -> None:
-    """MMEngine's layout rules: ``ann_file`` and ``data_prefix`` values are relative to
-    ``data_root`` unless absolute."""
-    from vistra.data.datasets.base import join_root
-
-    root = cfg.get("data_root")
-    if isinstance(root, str) and root and not Path(root).expanduser().is_dir():
-        report.add(
-            f"{key}.data_root",
-            f"folder not found: {os.path.normpath(root)!r} ({cfg['type']}); point data_root at the folder "
-            "that holds the data",
-        )
-        return  # everything below is inside it
-    root = root if isinstance(root, str) else ""
-    ann = cfg.get("ann_file")
-    if isinstance(ann, str) and ann and not Path(join_root(root, ann)).is_file():
-        path = os.path.normpath(join_root(root, ann))
-        report.add(f"{key}.ann_file", f"annotation file not found: {path!r}")
-    prefix = cfg.get("data_prefix")
-    prefixes = {"img_path": prefix} if isinstance(prefix, str) else prefix
-    for name, value in (prefixes or {}).items() if isinstance(prefixes, Mapping) else ():
-        if isinstance(value, str) and value and not Path(join_root(root, value)).exists():
-            path = os.path.normpath(join_root(root, value))
-            report.add(f"{key}.data_prefix.{name}", f"not found: {path!r}")
-
-
 def _check_evaluator(cfg: Any, key: str, report: _Report) -> None:
     if cfg is None:
         return
     if isinstance(cfg, Mapping) and cfg.get("type") == "Evaluator":
         _check_built(EVALUATOR, cfg, key, report, ignore=("metrics",))
         cfg, key = cfg.get("metrics"), f"{key}.metrics"
-    for sub_key, metric in _dicts(cfg, key):
+    for sub_key, metric in dicts(cfg, key):
         _check_built(METRICS, metric, sub_key, report)
 
 
@@ -407,7 +370,7 @@ def _check_training(cfg: Mapping[str, Any], report: _Report) -> None:
     wrapper = cfg.get("optim_wrapper")
     if isinstance(wrapper, Mapping):
         _check_optim_wrapper(wrapper, report)
-    for sub_key, scheduler in _dicts(cfg.get("param_scheduler"), "param_scheduler"):
+    for sub_key, scheduler in dicts(cfg.get("param_scheduler"), "param_scheduler"):
         # convert_to_iter_based is the builder's, not the scheduler's (schedulers.py)
         _check_built(
             PARAM_SCHEDULERS, scheduler, sub_key, report, ignore=("convert_to_iter_based",)
@@ -442,12 +405,12 @@ def _check_runtime(cfg: Mapping[str, Any], report: _Report) -> None:
         if isinstance(hook, Mapping):
             merged = {**DEFAULT_HOOKS.get(name, {}), **hook} if "type" not in hook else dict(hook)
             _check_built(HOOKS, merged, f"default_hooks.{name}", report, ignore=("priority",))
-    for sub_key, hook in _dicts(cfg.get("custom_hooks"), "custom_hooks"):
+    for sub_key, hook in dicts(cfg.get("custom_hooks"), "custom_hooks"):
         _check_built(HOOKS, hook, sub_key, report, ignore=("priority",))
     visualizer = cfg.get("visualizer")
     if isinstance(visualizer, Mapping):
         _check_built(VISUALIZERS, visualizer, "visualizer", report, ignore=("vis_backends",))
-        for sub_key, backend in _dicts(visualizer.get("vis_backends"), "visualizer.vis_backends"):
+        for sub_key, backend in dicts(visualizer.get("vis_backends"), "visualizer.vis_backends"):
             _check_built(VISBACKENDS, backend, sub_key, report)
     if isinstance(cfg.get("log_processor"), Mapping):
         _check_built(
@@ -458,82 +421,3 @@ def _check_runtime(cfg: Mapping[str, Any], report: _Report) -> None:
         )
     if isinstance(cfg.get("model_wrapper_cfg"), Mapping):
         _check_built(MODEL_WRAPPERS, cfg["model_wrapper_cfg"], "model_wrapper_cfg", report)
-
-
-# ---------------------------------------------------------------------------- num_classes
-def _check_num_classes(cfg: Mapping[str, Any], sections: tuple[str, ...], report: _Report) -> None:
-    """The head decides; the data preprocessor, the datasets' classes and the evaluators
-    must agree with it. A head smaller than the dataset is an error (labels would fall
-    outside it); a classification head larger than the dataset is allowed, as upstream, and
-    the preprocessor's count only matters where batch augments (Mixup, CutMix) use it."""
-    model = cfg.get("model") if isinstance(cfg.get("model"), Mapping) else {}
-    heads = [
-        (key, head["num_classes"])
-        for name in ("head", "decode_head")  # auxiliary heads may predict other things
-        for key, head in _dicts(model.get(name), f"model.{name}")
-        if isinstance(head.get("num_classes"), int)
-    ]
-    if not heads:
-        return
-    head_key, classes = heads[0]
-    for key, value in heads[1:]:
-        if value != classes:
-            report.add(
-                f"{key}.num_classes={value}", f"differs from {head_key}.num_classes={classes}"
-            )
-    counts = {
-        f"{kind}_dataloader.dataset": _dataset_classes(
-            (cfg.get(f"{kind}_dataloader") or {}).get("dataset")
-        )
-        for kind in sections
-    }
-    counts = {k: v for k, v in counts.items() if v is not None}
-    too_few = {
-        k: v for k, v in counts.items() if v > classes or ("decode_head" in model and v != classes)
-    }
-    for count in sorted(set(too_few.values())):
-        names = " and ".join(k for k, v in too_few.items() if v == count)
-        report.add(
-            f"{head_key}.num_classes={classes}",
-            f"{names} {'have' if ' and ' in names else 'has'} {count} classes; set "
-            f"{head_key}.num_classes={count}",
-        )
-    preprocessor = model.get("data_preprocessor") or cfg.get("data_preprocessor") or {}
-    where = "model.data_preprocessor" if model.get("data_preprocessor") else "data_preprocessor"
-    value = preprocessor.get("num_classes") if isinstance(preprocessor, Mapping) else None
-    # the preprocessor's num_classes one-hot encodes labels for batch augments only
-    augments = (
-        (model.get("train_cfg") or {}).get("augments")
-        if isinstance(model.get("train_cfg"), Mapping)
-        else None
-    )
-    if augments and isinstance(value, int) and value != classes and value not in too_few.values():
-        report.add(f"{where}.num_classes={value}", f"differs from {head_key}.num_classes={classes}")
-    for kind in sections:
-        for sub_key, metric in _dicts(cfg.get(f"{kind}_evaluator"), f"{kind}_evaluator"):
-            value = metric.get("num_classes")
-            if isinstance(value, int) and value != classes:
-                report.add(
-                    f"{sub_key}.num_classes={value}",
-                    f"differs from {head_key}.num_classes={classes}",
-                )
-
-
-def _dataset_classes(cfg: Any) -> int | None:
-    """How many classes a dataset config has, when that is known without reading data: the
-    dataset is built lazily (no data list, no pipeline) and asked for its metainfo."""
-    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("type"), str):
-        return None
-    if isinstance(cfg.get("dataset"), Mapping):  # RepeatDataset & co. wrap one dataset
-        return _dataset_classes(cfg["dataset"])
-    cls = DATASETS.get(cfg["type"], scope=cfg.get("_scope_"))
-    valid = accepted_arguments(cls) if cls is not None else None
-    if valid is None or "lazy_init" not in valid:
-        return None
-    try:
-        args = {k: v for k, v in cfg.items() if k not in ("type", "_scope_")}
-        dataset = cls(**{**args, "lazy_init": True, "pipeline": []})
-    except Exception:  # the real build reports it, with its own message
-        return None
-    classes = (getattr(dataset, "metainfo", None) or {}).get("classes")
-    return len(classes) if classes else None
