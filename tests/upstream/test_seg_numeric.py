@@ -175,7 +175,7 @@ def _load_through_runner(config, folder, tmp_path_factory):
     cfg.launcher = "none"
     cfg.load_from = str(folder / "upstream.pth")
     cfg.model.pretrained = None  # no download; every weight comes from load_from
-    runner = Runner.from_config(cfg)
+    runner = Runner.from_config(cfg, purpose=None)  # weights only: the data is not here
     try:
         load_report = runner.load_checkpoint(cfg.load_from, strict=True)
     finally:
