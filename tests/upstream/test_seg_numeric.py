@@ -24,6 +24,7 @@ import logging
 import time
 
 import pytest
+import seg_zoo
 import torch
 from numeric_support import build_vistra_model, max_abs_diff
 from oracle_support import FULL, config_tree, report, run_oracle_json
@@ -31,24 +32,22 @@ from oracle_support import FULL, config_tree, report, run_oracle_json
 from vistra.checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict
 from vistra.checkpoint import save_checkpoint as vistra_save
 
-MODELS = {
-    "pspnet-r50-d8": "pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py",
-    "deeplabv3-r50-d8": "deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py",
-    "deeplabv3plus-r50-d8": "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py",
-    "fcn-r50-d8": "fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py",
-    "unet-s5-d16": "unet/unet-s5-d16_fcn_4xb4-160k_cityscapes-512x1024.py",
-    "pointrend-r50": "point_rend/pointrend_r50_4xb2-80k_cityscapes-512x1024.py",
-    # MMSegmentation's ViT (scope mmseg): with an FCN head, and with Segmenter's mask head
-    "segmenter-vit-s-fcn": "segmenter/segmenter_vit-s_fcn_8xb1-160k_ade20k-512x512.py",
-    "segmenter-vit-t-mask": "segmenter/segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py",
-}
-# The default suite compares three of them (a ResNetV1c stem through the Runner, the cascade
-# PointRend, MMSegmentation's ViT with the mask head); VISTRA_UPSTREAM_FULL=1 all of them.
-DEFAULT = ("pspnet-r50-d8", "pointrend-r50", "segmenter-vit-t-mask")
-if not FULL:
-    MODELS = {name: MODELS[name] for name in DEFAULT}
+# The families of the segmentation zoo (tests/helpers/seg_zoo.py): the default suite takes
+# its sample, VISTRA_UPSTREAM_FULL=1 every family, VISTRA_SEG_ONLY=name,... the ones named.
+# Each family is compared twice: with its config's own test_cfg (whole-image inference for
+# nearly all) and with sliding-window inference (``SLIDE``, windows overlapping, the last
+# one clipped to the image), so both of the EncoderDecoder's inference paths are checked.
+FAMILIES = seg_zoo.selected(FULL)
+SLIDE = [
+    "model.test_cfg.mode=slide",
+    "model.test_cfg.crop_size=(32,32)",
+    "model.test_cfg.stride=(20,24)",
+]
+MODELS = {name: rel for name, rel in FAMILIES.items()}
+MODELS.update({f"{name}@slide": rel for name, rel in FAMILIES.items()})
 THROUGH_RUNNER = "pspnet-r50-d8"
-NO_TENSOR_MODE = {"pointrend-r50"}  # upstream's mode='tensor' fails (see above)
+# upstream's mode='tensor' fails for these (see above); their '@slide' twins too
+NO_TENSOR_MODE = {"pointrend-r50"}
 TOLERANCE = 1e-4  # float32
 # Small and not square (a swapped H/W shows); a multiple of 16 for UNet's five stages. A
 # dilated ResNet-50 still sees a 4x6 map, Segmenter a 2x3 patch grid.
@@ -61,7 +60,14 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg_numeric")
     jobs = {name: (config_tree("mmseg") / rel, root / name) for name, rel in MODELS.items()}
     spec = [
-        dict(config=str(c), outdir=str(d), size=list(INPUT_SIZE), batch=2, **_kinds(name))
+        dict(
+            config=str(c),
+            outdir=str(d),
+            size=list(INPUT_SIZE),
+            batch=2,
+            cfg_options=_options(name),
+            **_kinds(name),
+        )
         for name, (c, d) in jobs.items()
     ]
     status = _batch("export-batch", spec, root / "export.json")
@@ -79,9 +85,9 @@ def vistra_side(exported, tmp_path_factory):
         if name == THROUGH_RUNNER:
             model, load_report = _load_through_runner(config, folder, tmp_path_factory)
         else:
-            model, load_report = _load_with_vistra_loader(config, folder)
+            model, load_report = _load_with_vistra_loader(config, folder, _options(name))
         inputs = torch.load(folder / "input.pt", weights_only=True)
-        outs = _outputs(model, inputs, tensor=name not in NO_TENSOR_MODE)
+        outs = _outputs(model, inputs, tensor=_family(name) not in NO_TENSOR_MODE)
         ckpt = folder / "vistra.pth"
         vistra_save({"meta": {"source": "vistra"}, "state_dict": model.state_dict()}, ckpt)
         upstream = torch.load(folder / "upstream_out.pt", weights_only=True)
@@ -104,6 +110,7 @@ def upstream_from_vistra(exported, vistra_side, tmp_path_factory):
             checkpoint=str(folder / "vistra.pth"),
             input=str(folder / "input.pt"),
             out=str(folder / "upstream_from_vistra.pt"),
+            cfg_options=_options(name),
             **_kinds(name),
         )
         for name, (config, folder) in exported.items()
@@ -116,9 +123,18 @@ def upstream_from_vistra(exported, vistra_side, tmp_path_factory):
     }
 
 
+def _family(name: str) -> str:
+    return name.split("@")[0]
+
+
+def _options(name: str) -> list[str]:
+    """``--cfg-options`` of a job: sliding-window inference for the '@slide' twins."""
+    return SLIDE if name.endswith("@slide") else []
+
+
 def _kinds(name: str) -> dict:
     """Which outputs the oracle writes for a model (see oracle_models.outputs)."""
-    return dict(tensor=name not in NO_TENSOR_MODE, seg_logits=True)
+    return dict(tensor=_family(name) not in NO_TENSOR_MODE, seg_logits=True)
 
 
 def _outputs(model, inputs: torch.Tensor, tensor: bool) -> dict[str, torch.Tensor]:
@@ -159,8 +175,10 @@ def _batch(command: str, spec: list[dict], path) -> dict[str, str]:
     return run_oracle_json("models", command, path, timeout=900)
 
 
-def _load_with_vistra_loader(config, folder):
-    model = build_vistra_model(config)
+def _load_with_vistra_loader(config, folder, options: list[str]):
+    from vistra.config.cfg_options import parse_cfg_options
+
+    model = build_vistra_model(config, parse_cfg_options(options) if options else None)
     state = extract_state_dict(load_checkpoint_file(folder / "upstream.pth"))
     return model, load_state_dict(model, state, source="upstream.pth")
 

@@ -2,16 +2,9 @@
 variants under their scopes), ViT (MMPretrain's; MMSegmentation's under scope ``mmseg``),
 UNet, timm models."""
 
-from vistra.models.backbones import (
-    resnet,
-    resnet_cifar,
-    resnet_mmseg,
-    resnet_selfsup,
-    timm_backbone,
-    unet,
-    vision_transformer,
-    vit_mmseg,
-)
+import importlib
+import pkgutil
+
 from vistra.models.backbones.resnet import (
     BasicBlock,
     Bottleneck,
@@ -31,3 +24,8 @@ __all__ = [
     "ResNetV1d",
     "ResNet_CIFAR",
 ]
+
+# Every module of this package registers its classes in MODELS when imported: import them
+# all, so that a new family file needs no edit here (the zoo grows one file per family).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,7 +1,9 @@
 """Losses: cross entropy (MMPretrain and MMSegmentation semantics), label smoothing,
 Dice, focal; shared reductions in ``utils``."""
 
-from vistra.models.losses import cross_entropy_loss, dice_loss, focal_loss, label_smooth_loss, utils
+import importlib
+import pkgutil
+
 from vistra.models.losses.cross_entropy_loss import (
     CrossEntropyLoss,
     binary_cross_entropy,
@@ -25,3 +27,8 @@ __all__ = [
     "soft_cross_entropy",
     "weight_reduce_loss",
 ]
+
+# Every module of this package registers its classes in MODELS when imported: import them
+# all, so that a new family file needs no edit here (the zoo grows one file per family).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
