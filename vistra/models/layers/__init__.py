@@ -4,11 +4,13 @@ from vistra.models.layers import activation, conv, conv_module, drop, norm
 from vistra.models.layers.activation import HSigmoid, Swish, build_activation_layer
 from vistra.models.layers.conv import build_conv_layer
 from vistra.models.layers.conv_module import ConvModule
+from vistra.models.layers.depthwise_separable_conv import DepthwiseSeparableConvModule
 from vistra.models.layers.drop import Dropout, DropPath, build_dropout
 from vistra.models.layers.norm import build_norm_layer, infer_abbr, is_norm
 
 __all__ = [
     "ConvModule",
+    "DepthwiseSeparableConvModule",
     "DropPath",
     "Dropout",
     "HSigmoid",
