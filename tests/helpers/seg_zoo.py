@@ -11,6 +11,13 @@ working on one family); otherwise the default suite takes ``DEFAULT`` and
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from vistra.config import Config
+from vistra.registry import MODELS, RegistryError, default_scope
 
 FAMILIES: dict[str, str] = {
     # ResNet backbones with the classic heads
@@ -98,3 +105,22 @@ def selected(full: bool) -> dict[str, str]:
         )
     names = only or (list(FAMILIES) if full else [n for n in DEFAULT if n in FAMILIES])
     return {name: FAMILIES[name] for name in names}
+
+
+def vistra_keys(path: Path) -> dict[str, list[int]]:
+    """The state_dict shapes of the config's model as vistra builds it (on the meta device:
+    no memory, no init), or raises."""
+    cfg = Config.fromfile(str(path))
+    model_cfg = cfg["model"]
+    if cfg.get("data_preprocessor") is not None:
+        model_cfg.setdefault("data_preprocessor", cfg["data_preprocessor"])
+    with warnings.catch_warnings(), default_scope(cfg.get("default_scope")):
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                model = MODELS.build(model_cfg, key_path="model")
+        except RegistryError:
+            raise
+        except Exception:  # something that needs real tensors at construction: build on CPU
+            model = MODELS.build(model_cfg, key_path="model")
+    return {k: list(v.shape) for k, v in model.state_dict().items()}

@@ -5,15 +5,11 @@ VISTRA_UPSTREAM_FULL=1 takes every config."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
-import torch
 from oracle_support import FULL, config_tree, report, run_oracle_json, sample
-
-from vistra.config import Config
-from vistra.registry import MODELS, RegistryError, default_scope
+from seg_zoo import vistra_keys
 
 SAMPLE = 24  # configs of the ~680 in the default suite (about a third build)
 
@@ -21,25 +17,6 @@ SAMPLE = 24  # configs of the ~680 in the default suite (about a third build)
 def _configs() -> list[Path]:
     tree = config_tree("mmseg")
     return sorted(p for p in tree.rglob("*.py") if "_base_" not in p.relative_to(tree).parts)
-
-
-def vistra_keys(path: Path) -> dict[str, list[int]]:
-    """The state_dict shapes of the config's model as vistra builds it (on the meta device:
-    no memory, no init), or raises."""
-    cfg = Config.fromfile(str(path))
-    model_cfg = cfg["model"]
-    if cfg.get("data_preprocessor") is not None:
-        model_cfg.setdefault("data_preprocessor", cfg["data_preprocessor"])
-    with warnings.catch_warnings(), default_scope(cfg.get("default_scope")):
-        warnings.simplefilter("ignore")
-        try:
-            with torch.device("meta"):
-                model = MODELS.build(model_cfg, key_path="model")
-        except RegistryError:
-            raise
-        except Exception:  # something that needs real tensors at construction: build on CPU
-            model = MODELS.build(model_cfg, key_path="model")
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
 @pytest.fixture(scope="module")

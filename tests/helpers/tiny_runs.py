@@ -1,0 +1,138 @@
+"""Shrinking a real config to a run of seconds on CPU: tiny generated data of the dataset's
+format, batch 2, no workers, two iterations, validation once, no pretrained download, and
+the model's own sizes made to fit (tests/configs/test_config_tree.py trains every shipped
+config this way, tests/upstream/test_seg_zoo_train.py every family of the segmentation zoo
+from MMSegmentation's own config files)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from fake_data import WRITERS
+
+from vistra.config import Config
+from vistra.engine.runner import Runner
+
+# Segmentation configs train on 512x512 to 2048x1024 pixels and the tiny data is 64
+# pixels high: crops of 32 pixels keep two steps of a ResNet-101 PointRend (or a dilated
+# ResNet-50 with an ASPP head) to a few seconds on CPU, and still leave every backbone
+# stage (1/32 of the crop at the deepest) at least one pixel.
+TINY_CROP = (32, 32)
+TINY_SIZES = {
+    "RandomResize": ("scale", (64, 32)),
+    "Resize": ("scale", (64, 32)),
+    "RandomCrop": ("crop_size", TINY_CROP),
+    "Pad": ("size", TINY_CROP),
+}
+
+
+def shrink(cfg: Config, data_root: Path) -> None:
+    """Batch 2, no workers, two iterations, validation once, data from ``data_root``."""
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+        _point_at_tiny_data(cfg, loader.dataset, data_root)
+    _shrink_model(cfg)
+    cfg.train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
+    cfg.default_hooks = dict(
+        cfg.get("default_hooks") or {}, logger=dict(type="LoggerHook", interval=1)
+    )
+
+
+def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path) -> None:
+    """Write (once) and read the dataset's tiny twin; recurse into ConcatDataset parts."""
+    kind = dataset.type
+    if kind == "ConcatDataset":
+        for part in dataset.datasets:
+            _point_at_tiny_data(cfg, part, data_root)
+        return
+    if kind not in WRITERS:
+        pytest.fail(
+            f"{cfg.filename}: no tiny-data writer for dataset type {kind!r}; add one to WRITERS"
+        )
+    if WRITERS[kind] is not None:
+        root = data_root / kind
+        if not root.exists():
+            WRITERS[kind](root)
+        dataset.data_root = str(root)
+    else:
+        dataset.num_samples = 4
+    for step in dataset.get("pipeline") or []:
+        key, size = TINY_SIZES.get(step.get("type"), (None, None))
+        if key is not None and step.get(key) is not None:
+            step[key] = size
+
+
+def _shrink_model(cfg: Config) -> None:
+    """No pretrained download, and the model's own sizes fit the tiny data."""
+    model = cfg.model
+    if "pretrained" in model:
+        model.pretrained = None
+    for part in dicts_in(model):
+        init = part.get("init_cfg")
+        if isinstance(init, dict) and init.get("type") == "Pretrained":
+            part.init_cfg = None
+    preprocessor = model.get("data_preprocessor")
+    if preprocessor is not None and preprocessor.get("size") is not None:
+        preprocessor.size = TINY_CROP
+    _shrink_vit(model)
+    test_cfg = model.get("test_cfg")
+    if test_cfg is not None and test_cfg.get("mode") == "slide":
+        test_cfg.update(crop_size=(16, 16), stride=(11, 11))  # several windows per image
+
+
+# ViT-Base (768 wide, 12 layers) at 224 px is slow on CPU, and ~40x slower under bf16
+# autocast (the AMP configs) without AVX-512: two layers of width 64 keep every code path.
+TINY_VIT = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
+
+
+def _shrink_vit(model: dict) -> None:
+    backbone = model.get("backbone") or {}
+    if backbone.get("type") not in ("VisionTransformer", "MAEViT"):
+        return
+    if backbone.get("arch") not in ("b", "base"):
+        return
+    backbone.arch = dict(TINY_VIT)
+    if backbone.get("frozen_stages", -1) >= 12:  # a linear probe freezes every layer
+        backbone.frozen_stages = TINY_VIT["num_layers"]
+    for part in dicts_in(model):
+        for key in ("in_channels", "input_features", "embed_dim"):
+            if part.get(key) == 768:
+                part[key] = TINY_VIT["embed_dims"]
+    neck = model.get("neck") or {}
+    if neck.get("type") == "MAEPretrainDecoder":
+        neck.update(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+
+
+def dicts_in(node):
+    """Every dict nested in ``node`` (dicts and lists), ``node`` included."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from dicts_in(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from dicts_in(value)
+
+
+def train_tiny(cfg: Config, tmp_path: Path) -> Runner:
+    """Shrink ``cfg``, train its two iterations (validating once) and return the runner."""
+    cfg.work_dir = str(tmp_path / "work")
+    cfg.launcher = "none"
+    shrink(cfg, tmp_path / "data")
+    runner = Runner.from_config(cfg)
+    try:
+        runner.train()
+    finally:
+        logging.getLogger("vistra").handlers.clear()
+    assert runner.iter == 2
+    scalars = (Path(runner.log_dir) / "vis_data" / "scalars.json").read_text().splitlines()
+    # two train lines and one validation line (pre-training configs have no validation)
+    assert len(scalars) >= (3 if cfg.get("val_dataloader") is not None else 2)
+    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+    return runner
