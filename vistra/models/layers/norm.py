@@ -7,11 +7,39 @@ must match MMCV's exactly for published weights to load.
 
 from __future__ import annotations
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from vistra.registry import MODELS, RegistryError, did_you_mean
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of ``(N, C, H, W)`` maps: MMPretrain's ``LN2d``
+    (ConvNeXt, PoolFormer-style networks). Parameters ``weight``/``bias`` as
+    ``nn.LayerNorm``'s; ``forward(x, data_format='channel_last')`` takes ``(N, H, W, C)``
+    tensors without permuting."""
+
+    def __init__(self, num_channels: int, **kwargs) -> None:
+        super().__init__(num_channels, **kwargs)
+        self.num_channels = self.normalized_shape[0]
+
+    def forward(self, x: Tensor, data_format: str = "channel_first") -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"LayerNorm2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}")
+        if data_format == "channel_last":
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        if data_format != "channel_first":
+            raise ValueError(
+                f"data_format must be 'channel_first' or 'channel_last', got {data_format!r}"
+            )
+        x = F.layer_norm(
+            x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps
+        )
+        # contiguous, as MMPretrain's: later views of the map must not see a permuted layout
+        return x.permute(0, 3, 1, 2).contiguous()
+
 
 _NORM_LAYERS: dict[str, type[nn.Module]] = {
     "BN": nn.BatchNorm2d,
@@ -21,6 +49,7 @@ _NORM_LAYERS: dict[str, type[nn.Module]] = {
     "SyncBN": nn.SyncBatchNorm,
     "GN": nn.GroupNorm,
     "LN": nn.LayerNorm,
+    "LN2d": LayerNorm2d,
     "IN": nn.InstanceNorm2d,
     "IN1d": nn.InstanceNorm1d,
     "IN2d": nn.InstanceNorm2d,
