@@ -39,7 +39,7 @@ def _revert_sync_bn(model: torch.nn.Module) -> torch.nn.Module:
 
 def vistra_outputs(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():
-        out = {"tensor": _last_tensor(model(inputs, mode="tensor"))}
+        out = {"tensor": last_tensor(model(inputs, mode="tensor"))}
         if hasattr(model, "decode_head"):
             h, w = inputs.shape[-2:]
             meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
@@ -49,7 +49,7 @@ def vistra_outputs(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, to
     return out
 
 
-def _last_tensor(result):
+def last_tensor(result):
     while isinstance(result, list | tuple):
         result = result[-1]
     if isinstance(result, dict):

@@ -21,40 +21,55 @@ from vistra.engine.runner import Runner
 # ResNet-50 with an ASPP head) to a few seconds on CPU, and still leave every backbone
 # stage (1/32 of the crop at the deepest) at least one pixel.
 TINY_CROP = (32, 32)
-TINY_SIZES = {
-    "RandomResize": ("scale", (64, 32)),
-    "Resize": ("scale", (64, 32)),
-    "RandomCrop": ("crop_size", TINY_CROP),
-    "Pad": ("size", TINY_CROP),
-}
+# The few networks that need more: LR-ASPP pools its 1/8 map with a fixed 49x49 window (as
+# MMSegmentation writes it), so its input must be at least 392 pixels a side.
+LARGER_CROPS = {"LRASPPHead": (400, 400)}
+
+
+def _sizes(crop: tuple[int, int]) -> dict[str, tuple[str, tuple[int, int]]]:
+    """The pipeline steps whose sizes shrink, and to what (resize to twice the crop wide)."""
+    resized = (2 * crop[1], crop[0])
+    return {
+        "RandomResize": ("scale", resized),
+        "Resize": ("scale", resized),
+        "RandomCrop": ("crop_size", crop),
+        "Pad": ("size", crop),
+    }
+
+
+def crop_for(cfg: Config) -> tuple[int, int]:
+    """The crop a config's model trains on here: TINY_CROP unless it needs more."""
+    kinds = {part.get("type") for part in dicts_in(cfg.model)}
+    return max([TINY_CROP] + [LARGER_CROPS[k] for k in kinds if k in LARGER_CROPS])
 
 
 def shrink(cfg: Config, data_root: Path) -> None:
     """Batch 2, no workers, two iterations, validation once, data from ``data_root``."""
+    crop = crop_for(cfg)
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
         loader = cfg.get(key)
         if loader is None:
             continue
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)
-        _point_at_tiny_data(cfg, loader.dataset, data_root)
-    _shrink_model(cfg)
+        _point_at_tiny_data(cfg, loader.dataset, data_root, crop)
+    _shrink_model(cfg, crop)
     cfg.train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
     cfg.default_hooks = dict(
         cfg.get("default_hooks") or {}, logger=dict(type="LoggerHook", interval=1)
     )
 
 
-def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path) -> None:
+def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path, crop: tuple[int, int]) -> None:
     """Write (once) and read the dataset's tiny twin; recurse into the parts of a
     ConcatDataset and into the dataset a RepeatDataset repeats."""
     kind = dataset.type
     if kind == "ConcatDataset":
         for part in dataset.datasets:
-            _point_at_tiny_data(cfg, part, data_root)
+            _point_at_tiny_data(cfg, part, data_root, crop)
         return
     if kind == "RepeatDataset":
         dataset.times = 1  # two iterations need no repeats
-        _point_at_tiny_data(cfg, dataset.dataset, data_root)
+        _point_at_tiny_data(cfg, dataset.dataset, data_root, crop)
         return
     if kind not in WRITERS:
         pytest.fail(
@@ -68,12 +83,12 @@ def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path) -> None:
     else:
         dataset.num_samples = 4
     for step in dataset.get("pipeline") or []:
-        key, size = TINY_SIZES.get(step.get("type"), (None, None))
+        key, size = _sizes(crop).get(step.get("type"), (None, None))
         if key is not None and step.get(key) is not None:
             step[key] = size
 
 
-def _shrink_model(cfg: Config) -> None:
+def _shrink_model(cfg: Config, crop: tuple[int, int]) -> None:
     """No pretrained download, and the model's own sizes fit the tiny data."""
     model = cfg.model
     if "pretrained" in model:
@@ -84,13 +99,18 @@ def _shrink_model(cfg: Config) -> None:
             part.init_cfg = None
     preprocessor = model.get("data_preprocessor")
     if preprocessor is not None and preprocessor.get("size") is not None:
-        preprocessor.size = TINY_CROP
+        preprocessor.size = crop
     _shrink_vit(model)
+    backbone = model.get("backbone") or {}
+    if "decode_head" in model and backbone.get("img_size") is not None:
+        # a segmentation transformer sized for its crop (BEiT's relative position bias is
+        # one table per patch grid): the grid of the tiny crop
+        backbone.img_size = crop
     test_cfg = model.get("test_cfg")
     if test_cfg is not None and test_cfg.get("mode") == "slide":
         # several windows per image, each still 32 pixels: a stride-32 network (ConvNeXt,
         # Swin) needs that much, upstream as in vistra
-        test_cfg.update(crop_size=TINY_CROP, stride=(21, 21))
+        test_cfg.update(crop_size=crop, stride=tuple(2 * c // 3 for c in crop))
 
 
 # ViT-Base (768 wide, 12 layers) at 224 px is slow on CPU, and ~40x slower under bf16

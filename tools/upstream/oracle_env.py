@@ -9,6 +9,9 @@ runs in, never its behaviour:
 - MMSelfSup 1.0.0 and mmcls 1.0.0rc6 assert ``mmcv < 2.1.0`` at import time although the
   parts used here run unchanged on mmcv-lite 2.1.0: their version check is passed by showing
   them 2.0.1 while they import, then the real version is put back;
+- one op is given a reference instead of a stub: ``psamask_forward`` (PSANet's point-wise
+  spatial attention mask), a per-pixel Python loop with the semantics of MMCV's CPU kernel,
+  so that upstream PSANet runs at all (the numeric test's maps are a few pixels a side);
 - torch >= 2.6 loads with ``weights_only=True`` by default, which MMEngine 0.10.7 predates;
   the oracle's own files are trusted, so its ``torch.load`` calls get ``weights_only=False``.
 """
@@ -40,6 +43,43 @@ class _MissingOps(types.ModuleType):
 _ext = _MissingOps("mmcv._ext")
 # a spec without a loader: MMEngine's `mmcv_full_available()` then says False, as it should
 _ext.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
+
+
+def _psamask_forward(
+    input,  # noqa: A002 (MMCV's argument names: it calls with keywords)
+    output,
+    psa_type,
+    num_,
+    h_feature,
+    w_feature,
+    h_mask,
+    w_mask,
+    half_h_mask,
+    half_w_mask,
+):
+    """Fill ``out`` (N, H*W, H, W) from the predicted ``mask`` (N, h_mask*w_mask, H, W): the
+    mask window centred on each position (h, w) is laid onto the feature grid, clipped at
+    its borders; 'collect' (0) indexes the result by the neighbour, 'distribute' (1) by the
+    centre."""
+    mask, out = input, output
+    for n in range(num_):
+        for h in range(h_feature):
+            for w in range(w_feature):
+                for hi in range(max(0, half_h_mask - h), min(h_mask, h_feature + half_h_mask - h)):
+                    for wi in range(
+                        max(0, half_w_mask - w), min(w_mask, w_feature + half_w_mask - w)
+                    ):
+                        neighbour = (hi + h - half_h_mask) * w_feature + (wi + w - half_w_mask)
+                        value = mask[n, hi * w_mask + wi, h, w]
+                        if psa_type == 0:
+                            out[n, neighbour, h, w] = value
+                        else:
+                            out[
+                                n, h * w_feature + w, neighbour // w_feature, neighbour % w_feature
+                            ] = value
+
+
+_ext.psamask_forward = _psamask_forward
 sys.modules.setdefault("mmcv._ext", _ext)
 
 

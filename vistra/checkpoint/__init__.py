@@ -3,7 +3,7 @@ all read and write checkpoints through this package, which imports nothing of vi
 but itself.
 
 - :mod:`.io`: atomic save, safe (``weights_only``) load;
-- :mod:`.sources`: ``open-mmlab://``, ``torchvision://``, ``http(s)://``;
+- :mod:`.sources`: ``open-mmlab://``, ``mmcls://``, ``torchvision://``, ``http(s)://``;
 - :mod:`.state_dict`: weights extraction, key remapping, the load report;
 - :mod:`.mmengine_compat`: what MMEngine-written checkpoints pickle, and resuming from them;
 - :mod:`.finding`: the latest loadable checkpoint of a work dir.

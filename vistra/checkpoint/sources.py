@@ -1,4 +1,5 @@
-"""Where a checkpoint comes from: ``open-mmlab://``, ``torchvision://`` and ``http(s)://``.
+"""Where a checkpoint comes from: ``open-mmlab://``, ``mmcls://``, ``torchvision://`` and
+``http(s)://``.
 
 The shorthands resolve to URLs; URLs download through the torch hub cache, hash-checked
 when the file name carries a hash (``name-<sha256 prefix>.pth``).
@@ -14,25 +15,37 @@ import torch
 
 from vistra.checkpoint.errors import CheckpointError
 
-# MMCV's model-zoo shorthands used by MMSegmentation configs (``pretrained='open-mmlab://...'``).
+# MMEngine's model-zoo shorthands (hub/openmmlab.json, hub/mmcls.json), those that the
+# MMPretrain, MMSegmentation and MMSelfSup configs name (``pretrained='open-mmlab://...'``).
+_THIRD_PARTY = "https://download.openmmlab.com/pretrain/third_party"
 OPEN_MMLAB_URLS = {
-    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
-    "resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
-    "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+    "resnet50_v1c": f"{_THIRD_PARTY}/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c": f"{_THIRD_PARTY}/resnet101_v1c-e67eebb6.pth",
+    "resnet18_v1c": f"{_THIRD_PARTY}/resnet18_v1c-b5776b93.pth",
+    "resnest101": f"{_THIRD_PARTY}/resnest101_d2-f3b931b2.pth",
+    "msra/hrnetv2_w18_small": f"{_THIRD_PARTY}/hrnetv2_w18_small-b5a04e21.pth",
+    "msra/hrnetv2_w18": f"{_THIRD_PARTY}/hrnetv2_w18-00eb2006.pth",
+    "msra/hrnetv2_w48": f"{_THIRD_PARTY}/hrnetv2_w48-d2186c55.pth",
+    "contrib/mobilenet_v3_small": f"{_THIRD_PARTY}/mobilenet_v3_small-47085aa1.pth",
+    "contrib/mobilenet_v3_large": f"{_THIRD_PARTY}/mobilenet_v3_large-bc2c3fd3.pth",
+}
+MMCLS_URLS = {
+    "mobilenet_v2": "https://download.openmmlab.com/mmclassification/v0/mobilenet_v2/"
+    "mobilenet_v2_batch256_imagenet_20200708-3b2dc3af.pth",
 }
 # an exception line longer than this is cut to its first sentence in one-line messages
 _LONG = 120
 
 
 def resolve_source(source: str) -> str:
-    """``open-mmlab://name`` and ``torchvision://name`` to the URL they stand for."""
-    if source.startswith("open-mmlab://"):
-        name = source[len("open-mmlab://") :]
-        if name not in OPEN_MMLAB_URLS:
-            raise CheckpointError(
-                f"unknown {source!r}; known: {', '.join(sorted(OPEN_MMLAB_URLS))}"
-            )
-        return OPEN_MMLAB_URLS[name]
+    """``open-mmlab://name``, ``mmcls://name`` and ``torchvision://name`` to the URL they
+    stand for."""
+    for scheme, table in (("open-mmlab://", OPEN_MMLAB_URLS), ("mmcls://", MMCLS_URLS)):
+        if source.startswith(scheme):
+            name = source[len(scheme) :]
+            if name not in table:
+                raise CheckpointError(f"unknown {source!r}; known: {', '.join(sorted(table))}")
+            return table[name]
     if source.startswith("torchvision://"):
         import torchvision.models
 

@@ -197,9 +197,13 @@ def build_dataloader(
         sampler_cfg, default_args=dict(dataset=dataset), key_path=f"{key}.sampler"
     )
     from vistra.data.datasets.base import BaseDataset
+    from vistra.data.datasets.wrappers import RepeatDataset
 
-    if isinstance(dataset, BaseDataset):
-        dataset.config_key = f"{key}.dataset"  # its errors name the config key
+    inner, inner_key = dataset, f"{key}.dataset"
+    while isinstance(inner, RepeatDataset):  # repeats pass (index, seed) pairs on unchanged
+        inner, inner_key = inner.dataset, f"{inner_key}.dataset"
+    if isinstance(inner, BaseDataset):
+        inner.config_key = inner_key  # its errors name the config key
         if hasattr(sampler, "seed_samples"):
             sampler.seed_samples = True  # (index, seed) pairs: augmentation independent of workers
     collate = cfg.get("collate_fn") or dict(type="pseudo_collate")

@@ -29,12 +29,17 @@ def read_every_sample(
         if id(loader["dataset"]) in seen:  # the test set is often the val set
             continue
         seen.add(id(loader["dataset"]))
-        key = f"{kind}_dataloader.dataset"
-        strict = {**loader["dataset"], "skip_corrupt": False}  # report, do not skip
+        key, dataset_cfg = f"{kind}_dataloader.dataset", loader["dataset"]
+        # a RepeatDataset's repeats are the same samples: read the inner dataset once
+        while str(dataset_cfg.get("type")).split(".")[-1] == "RepeatDataset" and isinstance(
+            dataset_cfg.get("dataset"), Mapping
+        ):
+            key, dataset_cfg = f"{key}.dataset", dataset_cfg["dataset"]
+        strict = {**dataset_cfg, "skip_corrupt": False}  # report, do not skip
         try:
             dataset = DATASETS.build(strict, key_path=key)
         except Exception:
-            dataset = DATASETS.build(loader["dataset"], key_path=key)
+            dataset = DATASETS.build(dataset_cfg, key_path=key)
         yield from _scan(dataset, key, classes)
 
 

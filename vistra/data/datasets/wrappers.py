@@ -1,4 +1,5 @@
-"""Dataset wrappers: ``ConcatDataset`` (MMEngine), several datasets read as one.
+"""Dataset wrappers (MMEngine): ``ConcatDataset``, several datasets read as one, and
+``RepeatDataset``, one dataset read ``times`` times over.
 
 MMSegmentation's PASCAL VOC "aug" training set is the classic use: the VOC ``train``
 split with its own masks followed by the SBD ``aug`` split with converted masks::
@@ -7,11 +8,16 @@ split with its own masks followed by the SBD ``aug`` split with converted masks:
 
 The meta information is the first dataset's; the others must agree with it on every
 key except ``ignore_keys``, so that class ids mean the same thing in every part.
+
+``RepeatDataset`` serves small training sets (DRIVE, STARE, ...) in epoch-free configs:
+``dict(type='RepeatDataset', times=40000, dataset=...)`` has ``times * len(dataset)``
+samples, sample ``i`` being ``dataset[i % len(dataset)]``, and the inner metainfo.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,4 +124,72 @@ class ConcatDataset:
         return f"ConcatDataset([{parts}], samples={n})"
 
 
-__all__ = ["ConcatDataset"]
+@DATASETS.register_module()
+class RepeatDataset:
+    """``dataset`` (a built dataset or a config dict) repeated ``times`` times."""
+
+    def __init__(self, dataset: BaseDataset | dict, times: int, lazy_init: bool = False) -> None:
+        if isinstance(dataset, dict):
+            dataset = DATASETS.build(dataset, key_path="RepeatDataset.dataset")
+        elif not hasattr(dataset, "__getitem__") or not hasattr(dataset, "metainfo"):
+            raise TypeError(
+                f"RepeatDataset.dataset must be a dataset or a config dict, got "
+                f"{type(dataset).__name__}"
+            )
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"RepeatDataset.times must be an integer >= 1, got {times!r}")
+        self.dataset: Any = dataset
+        self.times = times
+        self._metainfo = dataset.metainfo
+        self._fully_initialized = False
+        self._ori_len = 0
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        """The inner dataset's meta information (a copy)."""
+        return copy.deepcopy(self._metainfo)
+
+    def full_init(self) -> None:
+        """Load the inner dataset."""
+        if self._fully_initialized:
+            return
+        if hasattr(self.dataset, "full_init"):
+            self.dataset.full_init()
+        self._ori_len = len(self.dataset)
+        self._fully_initialized = True
+
+    def __len__(self) -> int:
+        self.full_init()
+        return self.times * self._ori_len
+
+    def _get_ori_dataset_idx(self, idx: int) -> int:
+        """The inner index of global index ``idx`` (may be negative, as a list index)."""
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} out of range for RepeatDataset with {n} samples")
+        return idx % self._ori_len
+
+    def get_data_info(self, idx: int) -> dict:
+        return self.dataset.get_data_info(self._get_ori_dataset_idx(idx))
+
+    def __getitem__(self, item: int | tuple[int, int]) -> Any:
+        idx, seed = split_index(item)
+        sample = self._get_ori_dataset_idx(idx)
+        return self.dataset[sample if seed is None else (sample, seed)]
+
+    def get_subset(self, indices: Any) -> Any:
+        raise NotImplementedError(
+            "RepeatDataset has no get_subset (a subset of repeats is ambiguous); take the "
+            "subset of the inner dataset (its `indices` argument) and repeat that"
+        )
+
+    get_subset_ = get_subset
+
+    def __repr__(self) -> str:
+        n = len(self) if self._fully_initialized else "not loaded"
+        return f"RepeatDataset({type(self.dataset).__name__}, times={self.times}, samples={n})"
+
+
+__all__ = ["ConcatDataset", "RepeatDataset"]

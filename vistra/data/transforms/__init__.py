@@ -9,10 +9,12 @@ from vistra.data.transforms import (
     augment_ops,
     auto_augment,
     formatting,
+    generate_edge,
     geometric,
     loading,
     photometric,
     resize,
+    resize_to_multiple,
     selfsup,
     selfsup_formatting,
     wrappers,
@@ -40,6 +42,7 @@ from vistra.data.transforms.geometric import CenterCrop, Pad, RandomCrop, Random
 from vistra.data.transforms.loading import LoadAnnotations, LoadImageFromFile
 from vistra.data.transforms.photometric import ColorJitter, PhotoMetricDistortion, RandomErasing
 from vistra.data.transforms.resize import RandomResize, RandomResizedCrop, Resize, ResizeEdge
+from vistra.data.transforms.resize_to_multiple import ResizeToMultiple
 from vistra.data.transforms.selfsup_formatting import PackSelfSupInputs
 from vistra.data.transforms.tta import TestTimeAug
 from vistra.data.transforms.wrappers import RandomApply, RandomChoice
