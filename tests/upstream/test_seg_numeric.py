@@ -55,6 +55,11 @@ INPUT_SIZE = (32, 48)
 LARGER = {
     "mobilenet-v3-d8-s-lraspp": dict(size=(400, 448), crop_size=(400, 400), stride=(200, 240))
 }
+# BEiT's (and MMSegmentation's MAE's) relative position bias is one table per patch grid,
+# fixed by ``img_size`` (upstream does not resize it at run time either): the whole-image
+# twin is built for the 32x48 input, the '@slide' twin for its 32x32 windows, which also
+# means no ``mode='tensor'`` there (it runs the whole input).
+GRID_SIZED = {"beit-base-upernet", "mae-base-upernet"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +95,7 @@ def vistra_side(exported, tmp_path_factory):
         else:
             model, load_report = _load_with_vistra_loader(config, folder, _options(name))
         inputs = torch.load(folder / "input.pt", weights_only=True)
-        outs = _outputs(model, inputs, tensor=_family(name) not in NO_TENSOR_MODE)
+        outs = _outputs(model, inputs, tensor=_tensor_mode(name))
         ckpt = folder / "vistra.pth"
         vistra_save({"meta": {"source": "vistra"}, "state_dict": model.state_dict()}, ckpt)
         upstream = torch.load(folder / "upstream_out.pt", weights_only=True)
@@ -132,10 +137,15 @@ def _family(name: str) -> str:
 
 def _options(name: str) -> list[str]:
     """``--cfg-options`` of a job: sliding-window inference for the '@slide' twins."""
-    if not name.endswith("@slide"):
-        return []
+    slide = name.endswith("@slide")
     window = {**SLIDE, **LARGER.get(_family(name), {})}
-    return [
+    grid = []
+    if _family(name) in GRID_SIZED:
+        size = window["crop_size"] if slide else INPUT_SIZE
+        grid = ["model.backbone.img_size=({},{})".format(*size)]
+    if not slide:
+        return grid
+    return grid + [
         "model.test_cfg.mode=slide",
         "model.test_cfg.crop_size=({},{})".format(*window["crop_size"]),
         "model.test_cfg.stride=({},{})".format(*window["stride"]),
@@ -144,7 +154,14 @@ def _options(name: str) -> list[str]:
 
 def _kinds(name: str) -> dict:
     """Which outputs the oracle writes for a model (see oracle_models.outputs)."""
-    return dict(tensor=_family(name) not in NO_TENSOR_MODE, seg_logits=True)
+    return dict(tensor=_tensor_mode(name), seg_logits=True)
+
+
+def _tensor_mode(name: str) -> bool:
+    """Whether a job compares ``mode='tensor'`` (see NO_TENSOR_MODE and GRID_SIZED)."""
+    if _family(name) in GRID_SIZED and name.endswith("@slide"):
+        return False
+    return _family(name) not in NO_TENSOR_MODE
 
 
 def _outputs(model, inputs: torch.Tensor, tensor: bool) -> dict[str, torch.Tensor]:

@@ -22,7 +22,8 @@ from torch import nn
 from vistra.models.base import BaseModule
 from vistra.models.layers import DropPath, build_activation_layer, build_norm_layer
 from vistra.models.layers.grn import GRN
-from vistra.registry import MODELS, did_you_mean
+from vistra.models.utils.arch import pick_arch
+from vistra.registry import MODELS
 
 _DEFAULT_INIT = [
     dict(type="TruncNormal", layer=["Conv2d", "Linear"], std=0.02, bias=0.0),
@@ -195,19 +196,7 @@ class ConvNeXt(BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: str | dict) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                hint = did_you_mean(arch, list(cls.arch_settings))
-                raise ValueError(
-                    f"arch={arch!r} is not a ConvNeXt arch.{hint} Valid: "
-                    f"{sorted(cls.arch_settings)} or a dict with 'depths' and 'channels'"
-                )
-            return cls.arch_settings[arch]
-        if not isinstance(arch, dict) or not {"depths", "channels"} <= set(arch):
-            got = sorted(arch) if isinstance(arch, dict) else repr(arch)
-            raise ValueError(
-                f"a custom arch must be a dict with 'depths' and 'channels', got {got}"
-            )
+        arch = pick_arch(arch, cls.arch_settings, "ConvNeXt", ("depths", "channels"))
         depths, channels = arch["depths"], arch["channels"]
         if not (
             isinstance(depths, Sequence)

@@ -19,7 +19,8 @@ from torch import nn
 
 from vistra.models.base import BaseModule
 from vistra.models.layers import DropPath, build_activation_layer, build_norm_layer
-from vistra.registry import MODELS, did_you_mean
+from vistra.models.utils.arch import pick_arch
+from vistra.registry import MODELS
 
 
 class PatchEmbed(nn.Module):
@@ -252,20 +253,7 @@ class PoolFormer(BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: str | dict) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                hint = did_you_mean(arch, list(cls.arch_settings))
-                raise ValueError(
-                    f"arch={arch!r} is not a PoolFormer arch.{hint} Valid: "
-                    f"{sorted(cls.arch_settings)} or a dict with 'layers' and 'embed_dims'"
-                )
-            return cls.arch_settings[arch]
-        if not isinstance(arch, dict) or not {"layers", "embed_dims"} <= set(arch):
-            got = sorted(arch) if isinstance(arch, dict) else repr(arch)
-            raise ValueError(
-                f"a custom arch must be a dict with 'layers' and 'embed_dims', got {got}"
-            )
-        return arch
+        return pick_arch(arch, cls.arch_settings, "PoolFormer", ("layers", "embed_dims"))
 
     @staticmethod
     def _parse_out_indices(out_indices: int | Sequence[int]) -> list[int]:
