@@ -141,7 +141,6 @@ class PIDNet(BaseModule):
         norm_cfg: dict | None = dict(type="BN"),  # noqa: B006 (never mutated)
         act_cfg: dict | None = dict(type="ReLU", inplace=True),  # noqa: B006
         init_cfg: dict | None = None,
-        **kwargs,  # upstream accepts and ignores extra arguments
     ) -> None:
         if init_cfg is not None and (
             not isinstance(init_cfg, dict) or "checkpoint" not in init_cfg
