@@ -61,8 +61,10 @@ def _config(name: str, tmp_path: Path) -> Config:
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_trains_and_evaluates_from_the_upstream_config(name, tmp_path):
     trained = train_tiny(_config(name, tmp_path), tmp_path)
-    checkpoint = Path(trained.cfg.work_dir) / "iter_2.pth"  # CheckpointHook's save_last
-    assert checkpoint.is_file(), sorted(p.name for p in checkpoint.parent.iterdir())
+    work_dir = Path(trained.cfg.work_dir)
+    # CheckpointHook's save_last (epoch_1.pth: MMPretrain's hook counts epochs)
+    checkpoint = work_dir / (work_dir / "last_checkpoint").read_text().strip()
+    assert checkpoint.is_file(), sorted(p.name for p in work_dir.iterdir())
     # then as `vistra test CONFIG iter_2.pth` on one batch, in a runner of its own
     cfg = _config(name, tmp_path)
     cfg.work_dir = trained.cfg.work_dir
