@@ -159,6 +159,30 @@ def test_python_config_keeps_only_plain_variables(write):
     assert cfg.to_dict() == {"size": 6, "path": "a/b", "shape": (1, 2), "single": (3,)}
 
 
+def test_openmmlab_imports_bind_stand_ins_that_fail_only_when_used(write):
+    # MMPretrain's _base_/models/replknet-31B_in1k.py imports build_classifier for a
+    # __main__ demo: reading it needs no MMPretrain, and the name does not reach the config
+    base = write(
+        "base.py",
+        """
+        from mmpretrain.models import build_classifier
+        import mmseg.models
+        import json
+        model = dict(type='ImageClassifier', tag=json.dumps(1))
+        if __name__ == '__main__':
+            build_classifier(model)
+        """,
+    )
+    cfg = Config.fromfile(write("child.py", "_base_ = ['base.py']\n"))
+    assert cfg.to_dict() == {"model": {"type": "ImageClassifier", "tag": "1"}}
+    used = write(
+        "used.py", "from mmpretrain.models import build_classifier\nm = build_classifier(1)\n"
+    )
+    with pytest.raises(ConfigError, match=r"used.py:2: .*calls mmpretrain.models.build_classifier"):
+        Config.fromfile(used)
+    assert base.is_file()
+
+
 def test_deprecation_key_warns_and_is_removed(write):
     path = write("old.py", "_deprecation_ = dict(expected='new.py')\na = 1\n")
     with warnings.catch_warnings(record=True) as caught:

@@ -27,6 +27,7 @@ from typing import Any
 
 from vistra.config.config_dict import ConfigDict
 from vistra.config.errors import ConfigError
+from vistra.config.foreign_imports import AbsentName, guarded_builtins
 from vistra.config.formats import parse_json, parse_yaml
 from vistra.config.merge import merge_into
 from vistra.config.placeholders import (
@@ -42,7 +43,13 @@ from vistra.config.scopes import is_scoped, mark_scope, resolve_scoped_base
 BASE_KEY = "_base_"
 DEPRECATION_KEY = "_deprecation_"
 SUPPORTED_EXTENSIONS = (".py", ".json", ".yaml", ".yml")
-_DROPPED_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+_DROPPED_TYPES = (
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    type,
+    AbsentName,
+)
 
 
 @dataclass
@@ -224,7 +231,11 @@ def _python_base_files(tree: ast.Module, path: str) -> list[str]:
 
 def _exec_python(tree: ast.Module, path: str, base_cfg: ConfigDict, refs: dict) -> dict:
     # the bases themselves, not a copy: MMEngine lets a config assign into `_base_`
-    namespace: dict[str, Any] = {BASE_KEY: base_cfg, "__file__": path}
+    namespace: dict[str, Any] = {
+        BASE_KEY: base_cfg,
+        "__file__": path,
+        "__builtins__": guarded_builtins(path),
+    }
     used_names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     for token, ref in refs.items():
         if token in used_names:  # a {{_base_.x}} that stands for a whole value
