@@ -1,4 +1,6 @@
-"""Batch augmentations (MMPretrain's ``Mixup``, ``CutMix``, ``RandomBatchAugment``).
+"""Batch augmentations (MMPretrain's ``Mixup``, ``CutMix``, ``ResizeMix``,
+``RandomBatchAugment``, and MMClassification 0.x's ``BatchMixup``, ``BatchCutMix``,
+``BatchResizeMix``, which configs of the MMPretrain wheel still name).
 
 They run inside the data preprocessor, on the device, during training only, and take and
 return ``(inputs (N, C, H, W), scores (N, num_classes))``: the mixed one-hot scores become
@@ -12,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vistra.registry import MODELS
 
@@ -120,6 +123,127 @@ class CutMix(Mixup):
         batch_inputs[:, :, y1:y2, x1:x2] = batch_inputs[index, :, y1:y2, x1:x2]
         mixed_scores = lam * batch_scores + (1 - lam) * batch_scores[index]
         return batch_inputs, mixed_scores
+
+
+@MODELS.register_module()
+class ResizeMix(CutMix):
+    """`ResizeMix <https://arxiv.org/abs/2012.11101>`_: shrink another image of the batch
+    into a box and paste it whole; scores mix by the box's area.
+
+    ``lam ~ Beta(alpha, alpha)`` is rescaled into ``[lam_min, lam_max]`` and sizes the box as
+    CutMix does (side ``sqrt(1 - lam)`` of the image, clipped, ``lam`` corrected).
+    """
+
+    def __init__(
+        self,
+        alpha: float,
+        lam_min: float = 0.1,
+        lam_max: float = 0.8,
+        interpolation: str = "bilinear",
+        cutmix_minmax: Sequence[float] | None = None,
+        correct_lam: bool = True,
+    ) -> None:
+        super().__init__(alpha, cutmix_minmax, correct_lam)
+        if not 0 <= lam_min <= lam_max <= 1:
+            raise ValueError(
+                f"ResizeMix needs 0 <= lam_min <= lam_max <= 1, got {lam_min!r}, {lam_max!r}"
+            )
+        if interpolation not in ("nearest", "bilinear", "bicubic", "area"):
+            raise ValueError(
+                f"ResizeMix interpolation={interpolation!r}; valid: 'nearest', 'bilinear', "
+                "'bicubic', 'area'"
+            )
+        self.lam_min, self.lam_max, self.interpolation = lam_min, lam_max, interpolation
+
+    def mix(
+        self, batch_inputs: torch.Tensor, batch_scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = float(np.random.beta(self.alpha, self.alpha))
+        lam = lam * (self.lam_max - self.lam_min) + self.lam_min
+        index = torch.randperm(batch_inputs.size(0)).to(batch_inputs.device)
+        (y1, y2, x1, x2), lam = self.cutmix_bbox_and_lam(tuple(batch_inputs.shape[-2:]), lam)
+        batch_inputs = batch_inputs.clone()
+        if y2 > y1 and x2 > x1:
+            align = (
+                False if self.interpolation != "nearest" and self.interpolation != "area" else None
+            )
+            batch_inputs[:, :, y1:y2, x1:x2] = F.interpolate(
+                batch_inputs[index], size=(y2 - y1, x2 - x1), mode=self.interpolation,
+                align_corners=align,
+            )  # fmt: skip
+        mixed_scores = lam * batch_scores + (1 - lam) * batch_scores[index]
+        return batch_inputs, mixed_scores
+
+
+class _LegacyBatchAugment:
+    """MMClassification 0.x's batch-augment layers: the 1.x augment with ``num_classes``
+    (checked against the scores' width) and ``prob`` (the chance to mix a batch at all)."""
+
+    def _legacy_init(self, num_classes: int, prob: float) -> None:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(
+                f"{type(self).__name__} num_classes must be a positive int, got {num_classes!r}"
+            )
+        if not 0 <= prob <= 1:
+            raise ValueError(f"{type(self).__name__} prob must be in [0, 1], got {prob!r}")
+        self.num_classes, self.prob = num_classes, float(prob)
+
+    def __call__(
+        self, batch_inputs: torch.Tensor, batch_score: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_scores(batch_score)
+        if batch_score.size(1) != self.num_classes:
+            raise ValueError(
+                f"{type(self).__name__}(num_classes={self.num_classes}) got scores for "
+                f"{batch_score.size(1)} classes: set num_classes to the model's"
+            )
+        if np.random.rand() >= self.prob:
+            return batch_inputs, batch_score.float()
+        return self.mix(batch_inputs, batch_score.float())  # type: ignore[attr-defined]
+
+
+@MODELS.register_module()
+class BatchMixup(_LegacyBatchAugment, Mixup):
+    """0.x ``BatchMixup(alpha, num_classes, prob)``: :class:`Mixup` with probability ``prob``."""
+
+    def __init__(self, alpha: float, num_classes: int, prob: float = 1.0) -> None:
+        Mixup.__init__(self, alpha)
+        self._legacy_init(num_classes, prob)
+
+
+@MODELS.register_module()
+class BatchCutMix(_LegacyBatchAugment, CutMix):
+    """0.x ``BatchCutMix``: :class:`CutMix` with probability ``prob``."""
+
+    def __init__(
+        self,
+        alpha: float,
+        num_classes: int,
+        prob: float = 1.0,
+        cutmix_minmax: Sequence[float] | None = None,
+        correct_lam: bool = True,
+    ) -> None:
+        CutMix.__init__(self, alpha, cutmix_minmax, correct_lam)
+        self._legacy_init(num_classes, prob)
+
+
+@MODELS.register_module()
+class BatchResizeMix(_LegacyBatchAugment, ResizeMix):
+    """0.x ``BatchResizeMix``: :class:`ResizeMix` with probability ``prob``."""
+
+    def __init__(
+        self,
+        alpha: float,
+        num_classes: int,
+        lam_min: float = 0.1,
+        lam_max: float = 0.8,
+        interpolation: str = "bilinear",
+        prob: float = 1.0,
+        cutmix_minmax: Sequence[float] | None = None,
+        correct_lam: bool = True,
+    ) -> None:
+        ResizeMix.__init__(self, alpha, lam_min, lam_max, interpolation, cutmix_minmax, correct_lam)
+        self._legacy_init(num_classes, prob)
 
 
 class RandomBatchAugment:
