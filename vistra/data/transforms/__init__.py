@@ -8,6 +8,7 @@ registry first looks a name up.
 from vistra.data.transforms import (
     augment_ops,
     auto_augment,
+    efficientnet_crops,
     formatting,
     generate_edge,
     geometric,

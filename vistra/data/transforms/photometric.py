@@ -1,5 +1,6 @@
 """Photometric transforms: ``ColorJitter``, ``RandomErasing`` (MMPretrain) and
-``PhotoMetricDistortion`` (MMSegmentation). Images are uint8 BGR."""
+``PhotoMetricDistortion`` (MMSegmentation), ``Lighting`` (MMPretrain: AlexNet PCA noise).
+Images are uint8 BGR (``Lighting`` returns float32)."""
 
 from __future__ import annotations
 
@@ -249,3 +250,42 @@ class PhotoMetricDistortion(BaseTransform):
             img = self.contrast(img)
         results["img"] = img
         return results
+
+
+@TRANSFORMS.register_module()
+class Lighting(BaseTransform):
+    """AlexNet's PCA lighting noise: add ``eigvec @ (alpha * eigval)`` to every pixel,
+    ``alpha ~ N(0, alphastd)`` per image (numpy's global generator); the result is float32.
+    ``to_rgb`` flips BGR to RGB first (the eigenvectors are then in RGB order)."""
+
+    def __init__(
+        self,
+        eigval: Sequence[float],
+        eigvec: Sequence[Sequence[float]],
+        alphastd: float = 0.1,
+        to_rgb: bool = False,
+    ) -> None:
+        self.eigval = np.asarray(eigval, dtype=np.float64)
+        self.eigvec = np.asarray(eigvec, dtype=np.float64)
+        if self.eigval.shape != (3,) or self.eigvec.shape != (3, 3):
+            raise ValueError(
+                "Lighting needs eigval of 3 values and eigvec of 3x3, got shapes "
+                f"{self.eigval.shape} and {self.eigvec.shape}"
+            )
+        if alphastd < 0:
+            raise ValueError(f"Lighting alphastd must be >= 0, got {alphastd!r}")
+        self.alphastd, self.to_rgb = float(alphastd), to_rgb
+
+    def transform(self, results: dict) -> dict:
+        img = results["img"]
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"Lighting needs an (H, W, 3) image, got shape {img.shape}")
+        if self.to_rgb:
+            img = img[..., ::-1]
+        alpha = np.random.normal(0, self.alphastd, size=3)
+        shift = self.eigvec @ (alpha * self.eigval)
+        results["img"] = (img.astype(np.float64) + shift).astype(np.float32)
+        return results
+
+    def __repr__(self) -> str:
+        return f"Lighting(alphastd={self.alphastd}, to_rgb={self.to_rgb})"
