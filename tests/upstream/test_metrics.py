@@ -1,5 +1,6 @@
 """vistra's metrics against MMSegmentation's IoUMetric and MMPretrain's Accuracy,
-SingleLabelMetric and MultiLabelMetric on seeded random inputs (tools/upstream/oracle_metrics.py).
+SingleLabelMetric, MultiLabelMetric, AveragePrecision, VOCMultiLabelMetric and
+VOCAveragePrecision on seeded random inputs (tools/upstream/oracle_metrics.py).
 
 All cases go to the oracle in one call. Values must be *equal*, not close: the returned
 numbers (what both write to the test JSON) and, for IoUMetric, the per-class table text.
@@ -18,15 +19,25 @@ import torch
 from oracle_support import FULL, report, run_oracle
 
 from vistra.evaluation import Accuracy, IoUMetric, MultiLabelMetric, SingleLabelMetric
+from vistra.evaluation.metrics import (
+    AveragePrecision,
+    VOCAveragePrecision,
+    VOCMultiLabelMetric,
+)
 
-N_CASES = {"IoUMetric": 400, "Accuracy": 200, "SingleLabelMetric": 200, "MultiLabelMetric": 200}
+N_CASES = {"IoUMetric": 400, "Accuracy": 200, "SingleLabelMetric": 200, "MultiLabelMetric": 200,
+           "AveragePrecision": 200, "VOCMultiLabelMetric": 100, "VOCAveragePrecision": 100}  # fmt: skip
 if not FULL:
-    N_CASES = {"IoUMetric": 100, "Accuracy": 40, "SingleLabelMetric": 40, "MultiLabelMetric": 40}
+    N_CASES = {"IoUMetric": 100, "Accuracy": 40, "SingleLabelMetric": 40, "MultiLabelMetric": 40,
+               "AveragePrecision": 40, "VOCMultiLabelMetric": 20, "VOCAveragePrecision": 20}  # fmt: skip
 VISTRA = {
     "IoUMetric": IoUMetric,
     "Accuracy": Accuracy,
     "SingleLabelMetric": SingleLabelMetric,
     "MultiLabelMetric": MultiLabelMetric,
+    "AveragePrecision": AveragePrecision,
+    "VOCMultiLabelMetric": VOCMultiLabelMetric,
+    "VOCAveragePrecision": VOCAveragePrecision,
 }
 
 
@@ -142,6 +153,49 @@ def multi_label_case(seed: int) -> dict:
             "batches": _batches(samples, rng)}  # fmt: skip
 
 
+def average_precision_case(seed: int) -> dict:
+    rng = np.random.RandomState(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, c = int(rng.randint(1, 30)), int(rng.randint(2, 9))
+    scores = torch.rand(n, c, generator=gen)  # no ties: the ranking is then unique
+    target = (torch.rand(n, c, generator=gen) < 0.4).long()
+    if rng.rand() < 0.4:
+        target[torch.rand(n, c, generator=gen) < 0.15] = -1  # difficult samples
+    as_labels = rng.rand() < 0.3
+    samples = []
+    for i in range(n):
+        sample = {"pred_score": scores[i]}
+        if as_labels:
+            sample["gt_label"] = torch.nonzero(target[i] == 1).reshape(-1)
+        else:
+            sample["gt_score"] = target[i]
+        samples.append(sample)
+    kwargs = {"average": [None, "macro"][int(rng.randint(2))]}
+    return {"metric": "AveragePrecision", "kwargs": kwargs, "classes": None,
+            "batches": _batches(samples, rng)}  # fmt: skip
+
+
+def voc_case(seed: int, metric: str) -> dict:
+    """Pascal VOC samples: non-difficult classes in gt_label, difficult in gt_label_difficult."""
+    rng = np.random.RandomState(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, c = int(rng.randint(2, 30)), int(rng.randint(2, 9))
+    scores = torch.rand(n, c, generator=gen)
+    kind = torch.rand(n, c, generator=gen)  # < 0.35 positive, < 0.45 difficult
+    samples = [
+        {"pred_score": scores[i], "gt_label": torch.nonzero(kind[i] < 0.35).reshape(-1),
+         "gt_label_difficult": torch.nonzero((kind[i] >= 0.35) & (kind[i] < 0.45)).reshape(-1).tolist()}
+        for i in range(n)
+    ]  # fmt: skip
+    kwargs = {"difficult_as_positive": [None, True, False][int(rng.randint(3))]}
+    if metric == "VOCMultiLabelMetric":
+        kwargs["average"] = [None, "macro", "micro"][int(rng.randint(3))]
+        kwargs.update([{}, {"thr": 0.3}, {"topk": int(rng.randint(1, c + 1))}][int(rng.randint(3))])
+    else:
+        kwargs["average"] = [None, "macro"][int(rng.randint(2))]
+    return {"metric": metric, "kwargs": kwargs, "classes": None, "batches": _batches(samples, rng)}
+
+
 def make_cases() -> list[dict]:
     cases = [tie_case(93, 160), tie_case(23, 160), tie_case(101, 160), tie_case(186, 320)]
     cases += [iou_case(1000 + i) for i in range(N_CASES["IoUMetric"] - len(cases))]
@@ -150,6 +204,9 @@ def make_cases() -> list[dict]:
         accuracy_case(3000 + i, "SingleLabelMetric") for i in range(N_CASES["SingleLabelMetric"])
     ]
     cases += [multi_label_case(4000 + i) for i in range(N_CASES["MultiLabelMetric"])]
+    cases += [average_precision_case(5000 + i) for i in range(N_CASES["AveragePrecision"])]
+    for name in ("VOCMultiLabelMetric", "VOCAveragePrecision"):
+        cases += [voc_case(6000 + i, name) for i in range(N_CASES[name])]
     return cases
 
 

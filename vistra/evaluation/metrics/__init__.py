@@ -1,7 +1,20 @@
 """Metrics registered in METRICS under their OpenMMLab names."""
 
 from vistra.evaluation.metrics.accuracy import Accuracy, SingleLabelMetric
+from vistra.evaluation.metrics.average_precision import (
+    AveragePrecision,
+    VOCAveragePrecision,
+    VOCMultiLabelMetric,
+)
 from vistra.evaluation.metrics.iou import IoUMetric
 from vistra.evaluation.metrics.multi_label import MultiLabelMetric
 
-__all__ = ["Accuracy", "SingleLabelMetric", "IoUMetric", "MultiLabelMetric"]
+__all__ = [
+    "Accuracy",
+    "AveragePrecision",
+    "IoUMetric",
+    "MultiLabelMetric",
+    "SingleLabelMetric",
+    "VOCAveragePrecision",
+    "VOCMultiLabelMetric",
+]
