@@ -130,6 +130,62 @@ def write_pascal_voc(root: Path, n: int = 2, img_size: int = 64) -> Path:
     return root
 
 
+def write_mnist(root: Path, n: int = 4) -> Path:
+    """The four MNIST IDX files (the image files gzipped, as distributed; the label files
+    unpacked): 28x28 renders of the shapes data, labels 0..9."""
+    import gzip
+    import struct
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, split in (("train", "train"), ("t10k", "val")):
+        images = np.stack([
+            np.asarray(Image.fromarray(render_split(split, i, seed=0, img_size=28, num_classes=6)[0]).convert("L"))
+            for i in range(n)
+        ])  # fmt: skip
+        labels = np.arange(n, dtype=np.uint8) % 10
+        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">BBBBiii", 0, 0, 8, 3, n, 28, 28) + images.tobytes())
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">BBBBi", 0, 0, 8, 1, n) + labels.tobytes()
+        )
+    return root
+
+
+def write_voc_cls(root: Path, n: int = 4, img_size: int = 64) -> Path:
+    """VOC2007 layout for multi-label classification: JPEGImages/*.jpg, Annotations/*.xml
+    (two objects each, one of them difficult in every other image) and
+    ImageSets/Main/{train,val,trainval,test}.txt."""
+    from vistra.data.datasets.voc_cls import VOC_CLASSES
+
+    root = Path(root)
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    stems = {}
+    for split, render in (("trainval", "train"), ("test", "val")):
+        stems[split] = []
+        for i in range(n):
+            stem = f"{split}{i:04d}"
+            stems[split].append(stem)
+            imwrite(
+                render_split(render, i, seed=0, img_size=img_size, num_classes=6)[0],
+                root / "JPEGImages" / f"{stem}.jpg",
+            )
+            objects = "".join(
+                f"<object><name>{VOC_CLASSES[(i + k * 7) % 20]}</name>"
+                f"<difficult>{int(k == 1 and i % 2 == 0)}</difficult></object>"
+                for k in range(2)
+            )
+            (root / "Annotations" / f"{stem}.xml").write_text(
+                f"<annotation><filename>{stem}.jpg</filename>{objects}</annotation>"
+            )
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True, exist_ok=True)
+    for split, names in (("train", stems["trainval"]), ("val", stems["trainval"]),
+                         ("trainval", stems["trainval"]), ("test", stems["test"])):  # fmt: skip
+        (sets / f"{split}.txt").write_text("".join(f"{s}\n" for s in names))
+    return root
+
+
 def write_foot_arch(root: Path, n: int = 2, img_size: int = 64) -> Path:
     """images/{train,val}/*.png and annotations/{train,val}/*.png with 0 (background)
     and 1 (foot arch)."""
@@ -152,4 +208,6 @@ WRITERS = {
     "ADE20KDataset": write_ade20k,
     "PascalVOCDataset": write_pascal_voc,
     "FootArchDataset": write_foot_arch,
+    "MNIST": write_mnist,
+    "VOC": write_voc_cls,
 }

@@ -26,6 +26,10 @@ TINY_CROP = (32, 32)
 LARGER_CROPS = {"LRASPPHead": (400, 400)}
 
 
+# datasets whose configs name their folder as data_prefix (MMPretrain's MNIST config)
+PREFIX_IS_THE_ROOT = {"MNIST", "FashionMNIST"}
+
+
 def _sizes(crop: tuple[int, int]) -> dict[str, tuple[str, tuple[int, int]]]:
     """The pipeline steps whose sizes shrink, and to what (resize to twice the crop wide)."""
     resized = (2 * crop[1], crop[0])
@@ -80,6 +84,8 @@ def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path, crop: tuple
         if not root.exists():
             WRITERS[kind](root)
         dataset.data_root = str(root)
+        if kind in PREFIX_IS_THE_ROOT:
+            dataset.data_prefix = ""
     else:
         dataset.num_samples = 4
     for step in dataset.get("pipeline") or []:

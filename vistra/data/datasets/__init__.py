@@ -1,5 +1,5 @@
 """Datasets (registered in ``DATASETS``): the MMEngine-style base class, classification
-datasets (CustomDataset, ImageNet, CIFAR10/100) and the synthetic shapes datasets.
+datasets (CustomDataset, ImageNet, CIFAR10/100, MNIST, VOC multi-label) and the synthetic shapes datasets.
 
 Every module is imported here so that its ``@DATASETS.register_module()`` runs when the
 registry first looks a name up.
@@ -13,9 +13,11 @@ from vistra.data.datasets import (
     custom,
     feetarch,
     imagenet,
+    mnist,
     seg_base,
     shapes,
     voc,
+    voc_cls,
     wrappers,
 )
 from vistra.data.datasets.base import BaseDataset

@@ -1,0 +1,51 @@
+"""MNIST (IDX files, gzipped or not) and VOC multi-label classification (MMPretrain's
+``VOC``): what they read from the official layouts, and errors that name the file."""
+
+import numpy as np
+import pytest
+from fake_data import write_mnist, write_voc_cls
+
+from vistra.registry import DATASETS
+
+
+def test_mnist_reads_gzipped_and_plain_idx_files(tmp_path):
+    root = write_mnist(tmp_path / "mnist", n=5)
+    train = DATASETS.build(dict(type="MNIST", data_prefix=str(root)))
+    test = DATASETS.build(dict(type="MNIST", data_root=str(root), split="test"))
+    assert len(train) == len(test) == 5
+    info = train.get_data_info(3)
+    assert info["img"].shape == (28, 28) and info["img"].dtype == np.uint8
+    assert info["gt_label"] == 3 and train.metainfo["classes"][3] == "3 - three"
+
+
+def test_mnist_without_files_says_what_to_put_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no train-images-idx3-ubyte .*never downloads"):
+        DATASETS.build(dict(type="MNIST", data_prefix=str(tmp_path)))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x01")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(ValueError, match="not an IDX file of unsigned bytes"):
+        DATASETS.build(dict(type="MNIST", data_prefix=str(tmp_path)))
+
+
+def test_voc_labels_and_difficult_labels_come_from_the_annotations(tmp_path):
+    root = write_voc_cls(tmp_path / "VOC2007", n=4)
+    data = DATASETS.build(dict(type="VOC", data_root=str(root), split="trainval"))
+    assert len(data) == 4 and len(data.metainfo["classes"]) == 20
+    first, second = data.get_data_info(0), data.get_data_info(1)
+    # image 0: objects of classes 0 and 7, the second difficult; image 1: 1 and 8, neither
+    assert (first["gt_label"], first["gt_label_difficult"]) == ([0], [7])
+    assert (second["gt_label"], second["gt_label_difficult"]) == ([1, 8], [])
+    assert first["img_path"].endswith("JPEGImages/trainval0000.jpg")
+    sample = DATASETS.build(
+        dict(type="VOC", data_root=str(root), split="test", pipeline=[
+            dict(type="LoadImageFromFile"),
+            dict(type="PackInputs", meta_keys=("img_path", "gt_label_difficult"))])
+    )[0]["data_samples"]  # fmt: skip
+    assert sample.gt_label.tolist() == [0] and sample.gt_label_difficult == [7]
+
+
+def test_voc_errors_name_the_missing_file_and_the_valid_splits(tmp_path):
+    with pytest.raises(ValueError, match="VOC split"):
+        DATASETS.build(dict(type="VOC", data_root=str(tmp_path), split="training"))
+    with pytest.raises(FileNotFoundError, match="ImageSets/Main/test.txt"):
+        DATASETS.build(dict(type="VOC", data_root=str(tmp_path), split="test"))
