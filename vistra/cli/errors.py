@@ -33,6 +33,7 @@ _USER_ERRORS = (
     ("vistra.checkpoint.errors", "CheckpointError"),
     ("vistra.dist.launch", "LaunchError"),
     ("vistra.data.errors", "DataError"),
+    ("vistra.model_index", "ModelIndexError"),
 )
 _RUNTIME_ERRORS = (("vistra.engine.failures", "TrainingError"),)
 

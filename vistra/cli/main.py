@@ -1,4 +1,4 @@
-"""``vistra <command>``: train, test, print-config, migrate-config."""
+"""``vistra <command>``: train, test, check, print-config, migrate-config, list-models."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "check": "vistra.cli.check",
     "print-config": "vistra.cli.print_config",
     "migrate-config": "vistra.cli.migrate_config",
+    "list-models": "vistra.cli.list_models",
 }
 
 USAGE = """usage: vistra [--debug] <command> [args]
@@ -21,6 +22,7 @@ commands:
   check CONFIG [train flags]      validate a config before training (--data: read every sample)
   print-config CONFIG [flags]     print the merged config
   migrate-config OLD.py NEW.py    write a 0.x (MMCV runner) config in the 1.x schema
+  list-models [PATTERN] [flags]   the model-zoo configs vistra ships or can load, with URLs
 
 Errors are one line; --debug (or VISTRA_DEBUG=1) prints the full traceback.
 """
