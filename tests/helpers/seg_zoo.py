@@ -88,8 +88,6 @@ DEFAULT = (
     "pointrend-r50",
     "segmenter-vit-t-mask",
     "upernet-r50",
-    "ocrnet-hr18s",
-    "bisenetv2-fcn",
     "segformer-mit-b0",
     "swin-tiny-upernet",
 )
