@@ -1,9 +1,10 @@
-"""MNIST (IDX files, gzipped or not) and VOC multi-label classification (MMPretrain's
-``VOC``): what they read from the official layouts, and errors that name the file."""
+"""MNIST (IDX files, gzipped or not), VOC multi-label classification (MMPretrain's ``VOC``),
+CUB-200-2011 and ImageNet-21k: what they read from the official layouts, and errors that
+name the file."""
 
 import numpy as np
 import pytest
-from fake_data import write_mnist, write_voc_cls
+from fake_data import write_cub, write_imagenet_like, write_mnist, write_voc_cls
 
 from vistra.registry import DATASETS
 
@@ -49,3 +50,23 @@ def test_voc_errors_name_the_missing_file_and_the_valid_splits(tmp_path):
         DATASETS.build(dict(type="VOC", data_root=str(tmp_path), split="training"))
     with pytest.raises(FileNotFoundError, match="ImageSets/Main/test.txt"):
         DATASETS.build(dict(type="VOC", data_root=str(tmp_path), split="test"))
+
+
+def test_cub_splits_labels_and_class_names_come_from_the_release_tables(tmp_path):
+    root = write_cub(tmp_path / "CUB_200_2011", n=4)  # 3 train, 1 test
+    train = DATASETS.build(dict(type="CUB", data_root=str(root)))
+    test = DATASETS.build(dict(type="CUB", data_root=str(root), split="test"))
+    assert (len(train), len(test)) == (3, 1)
+    assert train.metainfo["classes"] == ("Black_footed_Albatross", "Laysan_Albatross")
+    assert [train.get_data_info(i)["gt_label"] for i in range(3)] == [0, 1, 0]
+    assert test.get_data_info(0)["img_path"].endswith("images/002.Laysan_Albatross/bird_0003.jpg")
+    with pytest.raises(FileNotFoundError, match="images.txt.* not found; data_root must be"):
+        DATASETS.build(dict(type="CUB", data_root=str(tmp_path)))
+
+
+def test_imagenet21k_reads_the_imagenet_layout_and_refuses_multi_label(tmp_path):
+    root = write_imagenet_like(tmp_path / "in21k", n_train=2)
+    data = DATASETS.build(dict(type="ImageNet21k", data_root=str(root), split="train"))
+    assert len(data) == 2 and data.get_data_info(0)["img_path"].startswith(str(root / "train"))
+    with pytest.raises(NotImplementedError, match="multi_label=True"):
+        DATASETS.build(dict(type="ImageNet21k", data_root=str(root), multi_label=True))

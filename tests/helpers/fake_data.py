@@ -186,6 +186,27 @@ def write_voc_cls(root: Path, n: int = 4, img_size: int = 64) -> Path:
     return root
 
 
+def write_cub(root: Path, n: int = 8, img_size: int = 64) -> Path:
+    """CUB_200_2011 release layout: images/<NNN.Name>/*.jpg and the id tables (three of
+    every four images train, the fourth test; two classes)."""
+    root = Path(root)
+    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
+    rows: dict[str, list[str]] = {"images": [], "labels": [], "split": []}
+    for i in range(n):
+        folder = classes[i % 2]
+        path = f"{folder}/bird_{i:04d}.jpg"
+        img = render_split("train", i, seed=0, img_size=img_size, num_classes=6)[0]
+        imwrite(img, root / "images" / path)
+        rows["images"].append(f"{i + 1} {path}")
+        rows["labels"].append(f"{i + 1} {i % 2 + 1}")
+        rows["split"].append(f"{i + 1} {int(i % 4 != 3)}")
+    (root / "images.txt").write_text("\n".join(rows["images"]) + "\n")
+    (root / "image_class_labels.txt").write_text("\n".join(rows["labels"]) + "\n")
+    (root / "train_test_split.txt").write_text("\n".join(rows["split"]) + "\n")
+    (root / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
+    return root
+
+
 def write_foot_arch(root: Path, n: int = 2, img_size: int = 64) -> Path:
     """images/{train,val}/*.png and annotations/{train,val}/*.png with 0 (background)
     and 1 (foot arch)."""
@@ -210,4 +231,6 @@ WRITERS = {
     "FootArchDataset": write_foot_arch,
     "MNIST": write_mnist,
     "VOC": write_voc_cls,
+    "CUB": write_cub,
+    "ImageNet21k": write_imagenet_like,
 }

@@ -9,7 +9,8 @@
 
 ``split='train'|'val'|'test'`` sets ``data_prefix`` to that folder and uses
 ``meta/<split>.txt`` when it exists (else scans class folders); ``'test'`` has no labels.
-Class names default to the 1000 ImageNet lemmas in label order.
+Class names default to the 1000 ImageNet lemmas in label order. ``ImageNet21k`` reads the
+same layouts without a default class list.
 """
 
 from __future__ import annotations
@@ -56,3 +57,29 @@ class ImageNet(CustomDataset):
             metainfo=metainfo,
             **kwargs,
         )
+
+
+@DATASETS.register_module()
+class ImageNet21k(ImageNet):
+    """ImageNet-21k in the same layouts (``train/<class>/*``, ``meta/train.txt``), with no
+    built-in class list (21k+ names: give ``metainfo=dict(classes=...)`` or let the class
+    folders name them). ``multi_label=True`` is not implemented upstream either: an error."""
+
+    METAINFO: dict = {}
+
+    def __init__(
+        self,
+        data_root: str = "",
+        split: str = "",
+        data_prefix: str | dict = "",
+        ann_file: str = "",
+        metainfo: dict | None = None,
+        multi_label: bool = False,
+        **kwargs,
+    ) -> None:
+        if multi_label:
+            raise NotImplementedError(
+                "ImageNet21k(multi_label=True) is not implemented (nor in MMPretrain)"
+            )
+        self.multi_label = multi_label
+        super().__init__(data_root, split, data_prefix, ann_file, metainfo, **kwargs)
