@@ -135,17 +135,24 @@ def convert(config: str, checkpoint: str, target: str) -> Path:
     cfg = Config.fromfile(config)
     model = build_model(cfg)
     backbone = getattr(model, "backbone", None)
-    if backbone is None or not callable(getattr(backbone, "switch_to_deploy", None)):
+    # the backbone and, where it has one (LeViT's head fuses its BN into the linear), the head
+    parts = [
+        part
+        for part in (backbone, getattr(model, "head", None))
+        if part is not None and callable(getattr(part, "switch_to_deploy", None))
+    ]
+    if not parts:
         owner = type(backbone).__name__ if backbone is not None else type(model).__name__
         raise UsageError(
             f"{owner} (the model of {config}) has no switch_to_deploy(); only "
-            "re-parameterisable backbones (RepVGG, MobileOne, RepMLPNet, RepLKNet, RIFormer) "
-            "can be converted"
+            "re-parameterisable models (RepVGG, MobileOne, RepMLPNet, RepLKNet, RIFormer, "
+            "LeViT) can be converted"
         )
     ckpt = load_strictly(model, checkpoint)
     model.eval()
     with torch.no_grad():
-        backbone.switch_to_deploy()
+        for part in parts:
+            part.switch_to_deploy()
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     # the source's plain entries (MMEngine's may hold objects a safe load only stands in for)
     meta = {k: v for k, v in meta.items() if _is_plain(v)}

@@ -212,6 +212,10 @@ def _export(
     torch.manual_seed(seed)
     model = build_model(cfg)
     randomise(model, seed)
+    # eval() again: LeViT, TinyViT and EfficientFormer cache their attention biases when
+    # eval() is called (as a test run does after loading a checkpoint), here the zeros they
+    # were built with until then
+    model.eval()
     gen = torch.Generator().manual_seed(seed + 1)
     inputs = torch.randn(batch, channels, *size, generator=gen)
     os.makedirs(outdir, exist_ok=True)
@@ -233,6 +237,7 @@ def _run(config, checkpoint, input, out, cfg_options=None, tensor=True, seg_logi
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
     model.load_state_dict(state, strict=True)  # raises naming every missing/unexpected key
+    model.eval()  # rebuild the attention-bias caches from the loaded weights (see _export)
     torch.save(outputs(model, torch.load(input, weights_only=True), tensor, seg_logits), out)
 
 
