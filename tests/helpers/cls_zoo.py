@@ -45,8 +45,8 @@ FAMILIES: dict[str, Family] = {
     "cspresnet50": _f("cspnet/cspresnet50_8xb32_in1k.py"),
     "cspresnext50": _f("cspnet/cspresnext50_8xb32_in1k.py"),
     "densenet121": _f("densenet/densenet121_4xb256_in1k.py"),
-    "vgg11": _f("vgg/vgg11_8xb32_in1k.py", (32, 32)),
-    "vgg11bn": _f("vgg/vgg11bn_8xb32_in1k.py", (32, 32)),
+    "vgg11": _f("vgg/vgg11_8xb32_in1k.py", (224, 224)),
+    "vgg11bn": _f("vgg/vgg11bn_8xb32_in1k.py", (224, 224)),
     "hrnet-w18": _f("hrnet/hrnet-w18_4xb32_in1k.py"),
     "inception-v3": _f("inception_v3/inception-v3_8xb32_in1k.py", (96, 96)),
     "lenet5": _f("lenet/lenet5_mnist.py", (32, 32), channels=1),
@@ -97,7 +97,7 @@ FAMILIES: dict[str, Family] = {
     "swinv2-tiny-w8": _f("swin_transformer_v2/swinv2-tiny-w8_16xb64_in1k-256px.py", (256, 256)),
     "twins-pcpvt-small": _f("twins/twins-pcpvt-small_8xb128_in1k.py"),
     "twins-svt-small": _f("twins/twins-svt-small_8xb128_in1k.py"),
-    "davit-tiny": _f("davit/davit-tiny_4xb256_in1k.py"),
+    "davit-tiny": _f("davit/davit-tiny_4xb256_in1k.py", (224, 224)),
     "mvitv2-tiny": _f("mvit/mvitv2-tiny_8xb256_in1k.py"),
     # MLPs and graph networks
     "mlp-mixer-base": _f("mlp_mixer/mlp-mixer-base-p16_64xb64_in1k.py", (224, 224)),
@@ -105,6 +105,7 @@ FAMILIES: dict[str, Family] = {
     "pvig-tiny": _f("vig/pvig-tiny_8xb128_in1k.py", (224, 224)),
     # heads of their own
     "resnet101-csra": _f("csra/resnet101-csra_1xb16_voc07-448px.py"),
+    "resnet50-arcface": _f("arcface/resnet50-arcface_8xb32_inshop.py"),
     "resnet50-multilabel-mixup": _f("resnet/resnet50_8xb32-mixup_in1k.py"),
 }
 

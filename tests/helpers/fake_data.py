@@ -218,6 +218,27 @@ def write_foot_arch(root: Path, n: int = 2, img_size: int = 64) -> Path:
     return root
 
 
+def write_inshop(root: Path, n_items: int = 2, img_size: int = 64) -> Path:
+    """In-shop Clothes Retrieval layout: Eval/list_eval_partition.txt (a count line, a
+    header, then '<image name> <item id> <status>') and Img/img/<GENDER>/<category>/<item>/
+    *.jpg. ``n_items`` training items of two images each; as many other items, each with
+    two gallery images and one query image (so every query has two matches)."""
+    root = Path(root)
+    rows = []
+    for i in range(2 * n_items):
+        item = f"id_{i:08d}"
+        statuses = ["train", "train"] if i < n_items else ["gallery", "query", "gallery"]
+        for j, status in enumerate(statuses):
+            name = f"img/WOMEN/Dresses/{item}/{j + 1:02d}_{j + 1}_front.jpg"
+            img = render_split("train", 3 * i + j, seed=0, img_size=img_size, num_classes=6)[0]
+            imwrite(img, root / "Img" / name)
+            rows.append(f"{name} {item} {status}")
+    text = f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n"
+    (root / "Eval").mkdir(parents=True, exist_ok=True)
+    (root / "Eval" / "list_eval_partition.txt").write_text(text)
+    return root
+
+
 # dataset type -> writer of tiny data in its on-disk format (None: rendered in memory)
 WRITERS = {
     "ImageNet": write_imagenet_like,
@@ -233,4 +254,5 @@ WRITERS = {
     "VOC": write_voc_cls,
     "CUB": write_cub,
     "ImageNet21k": write_imagenet_like,
+    "InShop": write_inshop,
 }

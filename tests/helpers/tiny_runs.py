@@ -50,10 +50,7 @@ def crop_for(cfg: Config) -> tuple[int, int]:
 def shrink(cfg: Config, data_root: Path) -> None:
     """Batch 2, no workers, two iterations, validation once, data from ``data_root``."""
     crop = crop_for(cfg)
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(key)
-        if loader is None:
-            continue
+    for loader in dataloaders(cfg):
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)
         _point_at_tiny_data(cfg, loader.dataset, data_root, crop)
     _shrink_model(cfg, crop)
@@ -62,6 +59,19 @@ def shrink(cfg: Config, data_root: Path) -> None:
     cfg.default_hooks = dict(
         cfg.get("default_hooks") or {}, logger=dict(type="LoggerHook", interval=1)
     )
+
+
+def dataloaders(cfg: Config) -> list:
+    """Every dataloader section: the ``*_dataloader`` keys (train/val/test and others, such
+    as a retriever config's query and gallery loaders) and the dataloader configs inside
+    the model (a retriever's ``prototype``: a copy of the gallery loader, not a reference)."""
+    loaders = [cfg[k] for k in cfg if k.endswith("_dataloader") and cfg[k] is not None]
+    loaders += [
+        part
+        for part in dicts_in(cfg.get("model"))
+        if isinstance(part.get("dataset"), dict) and "type" not in part
+    ]
+    return loaders
 
 
 def _drop_late_schedulers(cfg: Config) -> None:

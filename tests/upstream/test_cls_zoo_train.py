@@ -17,7 +17,7 @@ from pathlib import Path
 import cls_zoo
 import pytest
 from oracle_support import config_tree
-from tiny_runs import dicts_in, shrink, train_tiny
+from tiny_runs import dataloaders, dicts_in, shrink, train_tiny
 
 from vistra.config import Config
 from vistra.engine.runner import Runner
@@ -40,10 +40,7 @@ SIZE_STEPS = {
 
 def shrink_images(cfg: Config, size: tuple[int, int]) -> None:
     """Every size-fixing pipeline step at ``size`` (square families: its height)."""
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(key)
-        if loader is None:
-            continue
+    for loader in dataloaders(cfg):  # a retriever's gallery and prototype loaders too
         for step in dicts_in(loader.dataset.get("pipeline") or []):
             arg = SIZE_STEPS.get(step.get("type"))
             if arg is not None and step.get(arg) is not None:

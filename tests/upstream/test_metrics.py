@@ -21,15 +21,19 @@ from oracle_support import FULL, report, run_oracle
 from vistra.evaluation import Accuracy, IoUMetric, MultiLabelMetric, SingleLabelMetric
 from vistra.evaluation.metrics import (
     AveragePrecision,
+    RetrievalAveragePrecision,
+    RetrievalRecall,
     VOCAveragePrecision,
     VOCMultiLabelMetric,
 )
 
 N_CASES = {"IoUMetric": 400, "Accuracy": 200, "SingleLabelMetric": 200, "MultiLabelMetric": 200,
            "AveragePrecision": 200, "VOCMultiLabelMetric": 100, "VOCAveragePrecision": 100}  # fmt: skip
+N_CASES.update({"RetrievalRecall": 200, "RetrievalAveragePrecision": 200})
 if not FULL:
     N_CASES = {"IoUMetric": 100, "Accuracy": 40, "SingleLabelMetric": 40, "MultiLabelMetric": 40,
                "AveragePrecision": 40, "VOCMultiLabelMetric": 20, "VOCAveragePrecision": 20}  # fmt: skip
+    N_CASES.update({"RetrievalRecall": 40, "RetrievalAveragePrecision": 40})
 VISTRA = {
     "IoUMetric": IoUMetric,
     "Accuracy": Accuracy,
@@ -38,6 +42,8 @@ VISTRA = {
     "AveragePrecision": AveragePrecision,
     "VOCMultiLabelMetric": VOCMultiLabelMetric,
     "VOCAveragePrecision": VOCAveragePrecision,
+    "RetrievalRecall": RetrievalRecall,
+    "RetrievalAveragePrecision": RetrievalAveragePrecision,
 }
 
 
@@ -161,6 +167,9 @@ def average_precision_case(seed: int) -> dict:
     target = (torch.rand(n, c, generator=gen) < 0.4).long()
     if rng.rand() < 0.4:
         target[torch.rand(n, c, generator=gen) < 0.15] = -1  # difficult samples
+        # a class whose every sample is difficult: MMPretrain raises IndexError, vistra
+        # gives AP 0 (not compared)
+        target[0, (target == -1).all(dim=0)] = 0
     as_labels = rng.rand() < 0.3
     samples = []
     for i in range(n):
@@ -182,6 +191,8 @@ def voc_case(seed: int, metric: str) -> dict:
     n, c = int(rng.randint(2, 30)), int(rng.randint(2, 9))
     scores = torch.rand(n, c, generator=gen)
     kind = torch.rand(n, c, generator=gen)  # < 0.35 positive, < 0.45 difficult
+    all_difficult = ((kind >= 0.35) & (kind < 0.45)).all(dim=0)
+    kind[0, all_difficult] = 0.9  # (as in average_precision_case)
     samples = [
         {"pred_score": scores[i], "gt_label": torch.nonzero(kind[i] < 0.35).reshape(-1),
          "gt_label_difficult": torch.nonzero((kind[i] >= 0.35) & (kind[i] < 0.45)).reshape(-1).tolist()}
@@ -196,6 +207,39 @@ def voc_case(seed: int, metric: str) -> dict:
     return {"metric": metric, "kwargs": kwargs, "classes": None, "batches": _batches(samples, rng)}
 
 
+def retrieval_case(seed: int, metric: str) -> dict:
+    """Queries scored against a gallery of M items: ``pred_score`` (M,), the relevant
+    items as ``gt_label`` indices, and in some cases a ``gt_score`` vector, which takes
+    precedence (both metrics read it first). Every query has a relevant item (MMPretrain's
+    AP divides by their number), and k never exceeds M (its top-k would fail)."""
+    rng = np.random.RandomState(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, m = int(rng.randint(1, 20)), int(rng.randint(2, 30))
+    scores = torch.rand(n, m, generator=gen)
+    if rng.rand() < 0.2:
+        scores = torch.round(scores * 8) / 8  # ties between gallery items
+    with_scores = rng.rand() < 0.3
+    samples = []
+    for i in range(n):
+        relevant = torch.rand(m, generator=gen) < float(rng.uniform(0.05, 0.5))
+        relevant[int(rng.randint(m))] = True
+        sample = {"pred_score": scores[i], "gt_label": torch.nonzero(relevant).reshape(-1)}
+        if with_scores:
+            other = torch.rand(m, generator=gen) < 0.3
+            other[int(rng.randint(m))] = True
+            sample["gt_score"] = other.long()
+        samples.append(sample)
+    if metric == "RetrievalRecall":
+        ks = sorted({int(k) for k in rng.randint(1, m + 1, size=int(rng.randint(1, 4)))})
+        kwargs = {"topk": ks[0] if len(ks) == 1 and rng.rand() < 0.5 else tuple(ks)}
+    else:
+        kwargs = {
+            "topk": int(rng.randint(1, m + 1)),
+            "mode": ["IR", "integrate"][int(rng.randint(2))],
+        }
+    return {"metric": metric, "kwargs": kwargs, "classes": None, "batches": _batches(samples, rng)}
+
+
 def make_cases() -> list[dict]:
     cases = [tie_case(93, 160), tie_case(23, 160), tie_case(101, 160), tie_case(186, 320)]
     cases += [iou_case(1000 + i) for i in range(N_CASES["IoUMetric"] - len(cases))]
@@ -207,6 +251,8 @@ def make_cases() -> list[dict]:
     cases += [average_precision_case(5000 + i) for i in range(N_CASES["AveragePrecision"])]
     for name in ("VOCMultiLabelMetric", "VOCAveragePrecision"):
         cases += [voc_case(6000 + i, name) for i in range(N_CASES[name])]
+    for j, name in enumerate(("RetrievalRecall", "RetrievalAveragePrecision")):
+        cases += [retrieval_case(7000 + 1000 * j + i, name) for i in range(N_CASES[name])]
     return cases
 
 

@@ -13,7 +13,9 @@ runs in, never its behaviour:
   spatial attention mask), a per-pixel Python loop with the semantics of MMCV's CPU kernel,
   so that upstream PSANet runs at all (the numeric test's maps are a few pixels a side);
 - torch >= 2.6 loads with ``weights_only=True`` by default, which MMEngine 0.10.7 predates;
-  the oracle's own files are trusted, so its ``torch.load`` calls get ``weights_only=False``.
+  the oracle's own files are trusted, so its ``torch.load`` calls get ``weights_only=False``;
+- NumPy 2.4 removed ``np.in1d`` (deprecated in 2.0 for ``np.isin``), which MMPretrain's
+  retrieval metrics call: it is put back as what it was, ``np.isin`` of the flattened input.
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ def _psamask_forward(
 
 _ext.psamask_forward = _psamask_forward
 sys.modules.setdefault("mmcv._ext", _ext)
+
+
+def _in1d(ar1, ar2, assume_unique=False, invert=False):
+    import numpy as np
+
+    return np.isin(np.asarray(ar1).ravel(), ar2, assume_unique=assume_unique, invert=invert)
+
+
+def _restore_in1d() -> None:
+    import numpy as np
+
+    if not hasattr(np, "in1d"):
+        np.in1d = _in1d
+
+
+_restore_in1d()
 
 
 def import_package(name: str) -> types.ModuleType:

@@ -292,7 +292,11 @@ def _walk_model(cfg: Mapping[str, Any], key: str, report: _Report) -> None:
             report.add("", unknown_type_message(MODELS, name, key))
     for name, value in cfg.items():
         for sub_key, sub in dicts(value, f"{key}.{name}"):
-            _walk_model(sub, sub_key, report)
+            if "type" not in sub and "dataset" in sub:
+                # a dataloader config inside the model (a retriever's gallery, `prototype`)
+                _check_dataloader({sub_key: sub}, sub_key, report)
+            else:
+                _walk_model(sub, sub_key, report)
 
 
 def _check_dataloader(cfg: Mapping[str, Any], key: str, report: _Report) -> None:

@@ -14,6 +14,7 @@ from vistra.models import (
     layers,
     losses,
     necks,
+    retrievers,
     segmentors,
     segmentors_tta,
     selfsup,

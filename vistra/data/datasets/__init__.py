@@ -14,6 +14,7 @@ from vistra.data.datasets import (
     custom,
     feetarch,
     imagenet,
+    inshop,
     mnist,
     seg_base,
     shapes,

@@ -7,8 +7,10 @@ from vistra.engine.hooks import (
     iter_timer,
     logger_hook,
     param_scheduler,
+    retriever_hooks,
     runtime_info,
     sampler_seed,
+    sync_buffers,
     visualization,
 )
 from vistra.engine.hooks.checkpoint_hook import CheckpointHook

@@ -8,6 +8,7 @@ from vistra.evaluation.metrics.average_precision import (
 )
 from vistra.evaluation.metrics.iou import IoUMetric
 from vistra.evaluation.metrics.multi_label import MultiLabelMetric
+from vistra.evaluation.metrics.retrieval import RetrievalAveragePrecision, RetrievalRecall
 
 __all__ = [
     "Accuracy",

@@ -1,0 +1,30 @@
+"""``PrepareProtoBeforeValLoopHook`` (MMPretrain): re-embed a retriever's gallery before
+each validation, since training has changed the encoder that embedded it."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from vistra.dist.model_wrap import unwrap
+from vistra.engine.hooks.hook import Hook
+from vistra.registry import HOOKS
+
+
+@HOOKS.register_module()
+class PrepareProtoBeforeValLoopHook(Hook):
+    """Calls the model's ``prepare_prototype()`` at ``before_val``; warns for a model that
+    is not a retriever (then the hook has nothing to do)."""
+
+    def before_val(self, runner: Any) -> None:
+        from vistra.models.retrievers import BaseRetriever  # torch-heavy; imported when used
+
+        model = unwrap(runner.model)
+        if isinstance(model, BaseRetriever):
+            model.prepare_prototype()
+        else:
+            warnings.warn(
+                "PrepareProtoBeforeValLoopHook only acts on retrievers (BaseRetriever "
+                f"subclasses such as ImageToImageRetriever), got {type(model).__name__}",
+                stacklevel=2,
+            )
