@@ -92,7 +92,7 @@ MODELS_CFG = {
     ),
     "mobilenet_v2": _segmentor(
         dict(
-            type="MobileNetV2",
+            type="mmseg.MobileNetV2",
             widen_factor=0.25,
             strides=(1, 2, 2, 1, 1, 1, 1),
             dilations=(1, 1, 1, 2, 2, 4, 4),
@@ -197,13 +197,13 @@ def test_pidnet_losses_and_training_outputs():
 
 
 def test_mobilenet_v3_and_lraspp():
-    net = MODELS.build(dict(type="MobileNetV3", arch="small", out_indices=(0, 1, 12),
+    net = MODELS.build(dict(type="mmseg.MobileNetV3", arch="small", out_indices=(0, 1, 12),
                             reduction_factor=2)).eval()  # fmt: skip
     outs = net(torch.randn(1, 3, 33, 47))
     assert [tuple(o.shape) for o in outs] == [(1, 16, 17, 24), (1, 16, 9, 12), (1, 576, 5, 6)]
     assert "layer9.se.conv1.conv.weight" in net.state_dict()
     assert net.layer9.depthwise_conv.conv.dilation == (4, 4)
-    large = MODELS.build(dict(type="MobileNetV3", arch="large", out_indices=(1, 3, 16)))
+    large = MODELS.build(dict(type="mmseg.MobileNetV3", arch="large", out_indices=(1, 3, 16)))
     assert [tuple(o.shape[1:]) for o in large.eval()(torch.randn(1, 3, 32, 32))] == [
         (16, 16, 16), (24, 8, 8), (960, 4, 4)]  # fmt: skip
     # the head's context pool is a fixed 49x49 window: feed it maps that large
@@ -217,7 +217,7 @@ def test_mobilenet_v3_and_lraspp():
 
 
 def test_mobilenet_v2_layout_and_frozen_stages():
-    net = MODELS.build(dict(type="MobileNetV2", widen_factor=0.5, out_indices=(6,),
+    net = MODELS.build(dict(type="mmseg.MobileNetV2", widen_factor=0.5, out_indices=(6,),
                             frozen_stages=2))  # fmt: skip
     keys = set(net.state_dict())
     assert "layer1.0.conv.1.conv.weight" in keys and "layer1.0.conv.2.conv.weight" not in keys
@@ -289,9 +289,9 @@ def test_ohem_and_boundary_losses():
 @pytest.mark.parametrize(
     ("cfg", "match"),
     [
-        (dict(type="MobileNetV3", arch="tiny"), "arch"),
-        (dict(type="MobileNetV2", out_indices=(7,)), "out_indices"),
-        (dict(type="MobileNetV2", strides=(1, 2)), "strides"),
+        (dict(type="mmseg.MobileNetV3", arch="tiny"), "arch"),
+        (dict(type="mmseg.MobileNetV2", out_indices=(7,)), "out_indices"),
+        (dict(type="mmseg.MobileNetV2", strides=(1, 2)), "strides"),
         (dict(type="CGNet", num_blocks=(3,)), "num_blocks"),
         (dict(type="FastSCNN", global_in_channels=32), "higher_in_channels"),
         (dict(type="ERFNet", enc_stage_non_bottlenecks=(5, 7)), "enc_stage_non_bottlenecks"),
