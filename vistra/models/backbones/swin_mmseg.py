@@ -15,15 +15,14 @@ as ``mmseg.SwinTransformer`` and has the keys
   the last, in ``nn.Unfold`` order);
 - ``norm{i}`` for each index in ``out_indices``.
 
-The window attention parts (``WindowMSA``, ``ShiftWindowMSA``, ``window_partition``,
-``window_reverse``, ``shifted_window_mask``) are written to be reused by other Swin-like
-models: ``WindowMSA``'s keys are also MMPretrain's. Semantics kept: odd blocks shift the
-windows by ``window_size // 2``, with masked-out positions at ``-100`` (not ``-inf``);
-maps are padded bottom/right to whole windows; stochastic depth grows linearly over all
-blocks. Attention runs through ``F.scaled_dot_product_attention`` with the relative
-position bias (and shift mask) as an additive mask.
+The window attention is the one MMPretrain's Swin uses too
+(``vistra.models.layers.window_attention``, same keys); ``WindowMSA`` and
+``ShiftWindowMSA`` here only give it MMSegmentation's argument names, and
+``pad_small_map=True``: maps are always padded bottom/right to whole windows and odd blocks
+always shift by ``window_size // 2`` (masked-out positions at ``-100``, not ``-inf``).
+Stochastic depth grows linearly over all blocks.
 
-Order: window helpers, window attention, shifted-window attention, block, stage, backbone.
+Order: window attention (MMSegmentation's arguments), block, stage, backbone.
 """
 
 from __future__ import annotations
@@ -38,126 +37,52 @@ from torch.utils.checkpoint import checkpoint
 
 from vistra.models.base import BaseModule
 from vistra.models.init import constant_init, trunc_normal_init
-from vistra.models.layers.drop import build_dropout
 from vistra.models.layers.key_remap import rename_prefix
 from vistra.models.layers.norm import build_norm_layer
 from vistra.models.layers.patch_embed import PatchEmbed
 from vistra.models.layers.patch_merging import PatchMerging
 from vistra.models.layers.pos_embed import to_2tuple
 from vistra.models.layers.transformer import FFN
+from vistra.models.layers.window_attention import ShiftWindowMSA as SharedShiftWindowMSA
+from vistra.models.layers.window_attention import WindowMSA as SharedWindowMSA
+from vistra.models.layers.window_attention import relative_position_index  # noqa: F401 (re-export)
 from vistra.registry import MODELS
 
 logger = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------------------- windows
-def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """``(B, H, W, C)`` to ``(B * nW, window_size, window_size, C)``, windows row-major."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)
-
-
-def window_reverse(windows: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The inverse of ``window_partition``: ``(B * nW, ws, ws, C)`` to ``(B, H, W, C)``."""
-    ws = windows.shape[1]
-    b = windows.shape[0] // ((h // ws) * (w // ws))
-    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, -1)
-
-
-def shifted_window_mask(
-    h: int, w: int, window_size: int, shift_size: int, device: torch.device | None = None
-) -> torch.Tensor:
-    """``(nW, ws*ws, ws*ws)`` additive mask: ``-100`` between positions that come from
-    different regions of the cyclically shifted map, ``0`` within one region."""
-    img = torch.zeros((1, h, w, 1), device=device)
-    bounds = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
-    region = 0
-    for hs in bounds:
-        for wsl in bounds:
-            img[:, hs, wsl, :] = region
-            region += 1
-    ids = window_partition(img, window_size).view(-1, window_size * window_size)
-    diff = ids.unsqueeze(1) - ids.unsqueeze(2)
-    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
-
-
-def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
-    """``(Wh*Ww, Wh*Ww)`` index into the ``(2Wh-1)(2Ww-1)`` bias table: entry ``(p, q)`` is
-    ``(dy + Wh - 1) * (2Ww - 1) + (dx + Ww - 1)`` with ``(dy, dx) = p - q``."""
-    wh, ww = window_size
-    ys, xs = torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
-    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, Wh*Ww)
-    rel = coords[:, :, None] - coords[:, None, :]
-    return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
-
-
-class WindowMSA(BaseModule):
-    """Multi-head self-attention within a window, with a learned relative position bias
-    (``relative_position_bias_table``, one row per offset, indexed by the stored buffer
-    ``relative_position_index``). Input ``(B * nW, Wh*Ww, C)``; ``mask`` ``(nW, N, N)``
-    is added to the logits of each image's windows."""
+# ----------------------------------------------------------------------------- attention
+class WindowMSA(SharedWindowMSA):
+    """The shared window attention (``vistra.models.layers.window_attention``) with
+    MMSegmentation's argument names and order (``num_heads`` before ``window_size``,
+    ``attn_drop_rate`` / ``proj_drop_rate``); same keys, same computation."""
 
     def __init__(
         self,
         embed_dims: int,
         num_heads: int,
-        window_size: tuple[int, int],
+        window_size: Sequence[int],
         qkv_bias: bool = True,
         qk_scale: float | None = None,
         attn_drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
-        super().__init__(init_cfg)
-        self.embed_dims, self.num_heads = embed_dims, num_heads
-        self.window_size = to_2tuple(window_size)
-        self.scale = qk_scale or (embed_dims // num_heads) ** -0.5
-        wh, ww = self.window_size
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads)
+        super().__init__(
+            embed_dims,
+            window_size,
+            num_heads,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop=attn_drop_rate,
+            proj_drop=proj_drop_rate,
+            init_cfg=init_cfg,
         )
-        self.register_buffer("relative_position_index", relative_position_index(self.window_size))
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop_rate
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop_rate)
-
-    def init_weights(self) -> None:
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-
-    def relative_position_bias(self) -> torch.Tensor:
-        """``(heads, N, N)`` bias for a window of ``N = Wh*Ww`` tokens."""
-        n = self.window_size[0] * self.window_size[1]
-        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return table.view(n, n, -1).permute(2, 0, 1)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.relative_position_bias().unsqueeze(0).to(q.dtype)  # (1, heads, N, N)
-        if mask is not None:
-            nw = mask.shape[0]
-            bias = bias.unsqueeze(1) + mask.to(q.dtype)[None, :, None]  # (1, nW, heads, N, N)
-            bias = bias.expand(b // nw, -1, -1, -1, -1).reshape(b, self.num_heads, n, n)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=bias,
-            dropout_p=self.attn_drop if self.training else 0.0,
-            scale=self.scale,
-        )
-        out = out.transpose(1, 2).reshape(b, n, c)
-        return self.proj_drop(self.proj(out))
 
 
-class ShiftWindowMSA(BaseModule):
-    """``WindowMSA`` over ``(B, H*W, C)`` tokens: pad to whole windows, shift cyclically by
-    ``shift_size`` (and mask across the wrap-around), attend per window, undo both, then
-    ``dropout_layer`` (DropPath). Key prefix ``w_msa``."""
+class ShiftWindowMSA(SharedShiftWindowMSA):
+    """The shared shifted-window attention with MMSegmentation's arguments: a map is
+    always padded to whole windows and always shifted (``pad_small_map=True``)."""
 
     def __init__(
         self,
@@ -172,42 +97,20 @@ class ShiftWindowMSA(BaseModule):
         dropout_layer: dict | None = dict(type="DropPath", drop_prob=0.0),  # noqa: B006
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
-        super().__init__(init_cfg)
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size={shift_size} must be in [0, window_size={window_size})")
-        self.window_size, self.shift_size = window_size, shift_size
-        self.w_msa = WindowMSA(
-            embed_dims=embed_dims,
-            num_heads=num_heads,
-            window_size=to_2tuple(window_size),
+        super().__init__(
+            embed_dims,
+            num_heads,
+            window_size,
+            shift_size=shift_size,
+            dropout_layer=dropout_layer,
+            pad_small_map=True,
+            window_msa=WindowMSA,
+            init_cfg=init_cfg,
             qkv_bias=qkv_bias,
             qk_scale=qk_scale,
             attn_drop_rate=attn_drop_rate,
             proj_drop_rate=proj_drop_rate,
         )
-        self.drop = build_dropout(dropout_layer) if dropout_layer else nn.Identity()
-
-    def forward(self, query: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
-        b, length, c = query.shape
-        h, w = hw_shape
-        if length != h * w:
-            raise ValueError(f"ShiftWindowMSA: {length} tokens do not make an {h}x{w} map")
-        ws, shift = self.window_size, self.shift_size
-        x = query.view(b, h, w, c)
-        pad_r, pad_b = (ws - w % ws) % ws, (ws - h % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = x.shape[1], x.shape[2]
-        mask = None
-        if shift > 0:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-            mask = shifted_window_mask(hp, wp, ws, shift, device=x.device)
-        windows = window_partition(x, ws).view(-1, ws * ws, c)
-        windows = self.w_msa(windows, mask=mask).view(-1, ws, ws, c)
-        x = window_reverse(windows, hp, wp)
-        if shift > 0:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = x[:, :h, :w, :].reshape(b, h * w, c)
-        return self.drop(x)
 
 
 class SwinBlock(BaseModule):
@@ -404,7 +307,7 @@ class SegSwinTransformer(BaseModule):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dims))
         self.drop_after_pos = nn.Dropout(p=drop_rate)
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.stages = nn.ModuleList()
         dims = embed_dims
         for i, depth in enumerate(depths):
