@@ -6,6 +6,11 @@ Model-family file, in the order: encoder layer, backbone. Keys match MMPretrain 
 ``ln1``, ``pre_norm``, ``ln2`` for ``out_type='avg_featmap'``) so published MMPretrain ViT
 checkpoints load with ``strict=True``; a checkpoint whose ``pos_embed`` was trained on
 another patch grid is resized while loading.
+
+Variants (distilled DeiT, DeiT III, BEiT, EVA-02) subclass the backbone through its steps:
+``_embed`` (tokens and position embedding), ``_make_layer`` (one encoder layer; their
+own layer arguments arrive through :func:`with_layer_defaults`), ``_encode`` (the layers,
+the final norm, the outputs) and ``_format_output``.
 """
 
 from __future__ import annotations
@@ -280,7 +285,7 @@ class VisionTransformer(BaseModule):
             )
         rates = np.linspace(0, drop_path_rate, self.num_layers)
         layers = nn.ModuleList()
-        for rate, layer_cfg in zip(rates, layer_cfgs):
+        for index, (rate, layer_cfg) in enumerate(zip(rates, layer_cfgs)):
             args = dict(
                 embed_dims=self.embed_dims,
                 num_heads=self.arch_settings["num_heads"],
@@ -289,8 +294,14 @@ class VisionTransformer(BaseModule):
                 **common,
             )
             args.update(layer_cfg)
-            layers.append(TransformerEncoderLayer(**args))
+            layers.append(self._make_layer(index, args))
         return layers
+
+    def _make_layer(self, index: int, args: dict) -> nn.Module:
+        """Encoder layer ``index`` from its arguments (the shared ones, then ``layer_cfgs``).
+        Variants with a layer of their own (DeiT III, BEiT, EVA-02) override this; the
+        arguments they add reach it through :func:`with_layer_defaults`."""
+        return TransformerEncoderLayer(**args)
 
     @property
     def norm1(self) -> nn.Module:
@@ -383,21 +394,34 @@ class VisionTransformer(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, patch_resolution = self._embed(x)
+        return self._encode(x, patch_resolution)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch tokens with the class token in front and the position embedding added
+        (interpolated to this input's patch grid), then dropout and ``pre_norm``."""
         batch = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens,
-        )
-        x = self.pre_norm(self.drop_after_pos(x))
+        if self.pos_embed is not None:  # BEiT-style variants may have none
+            x = x + resize_pos_embed(
+                self.pos_embed,
+                self.patch_resolution,
+                patch_resolution,
+                mode=self.interpolate_mode,
+                num_extra_tokens=self.num_extra_tokens,
+            )
+        return self.pre_norm(self.drop_after_pos(x)), patch_resolution
+
+    def _encode(
+        self, x: torch.Tensor, patch_resolution: tuple[int, int], /, **layer_kwargs: object
+    ) -> tuple[torch.Tensor, ...]:
+        """The encoder layers (each called as ``layer(x, **layer_kwargs)``), the final
+        norm after the last one, and the ``out_indices`` outputs shaped by ``out_type``."""
         outs = []
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = layer(x, **layer_kwargs)
             if i == len(self.layers) - 1 and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
@@ -426,6 +450,18 @@ class VisionTransformer(BaseModule):
         if name.startswith("layers"):
             return int(name.split(".")[1]) + 1, num_depths
         return num_depths - 1, num_depths
+
+
+def with_layer_defaults(
+    defaults: dict, layer_cfgs: dict | Sequence[dict] | None
+) -> dict | list[dict]:
+    """``layer_cfgs`` with ``defaults`` under every entry (a key the entry names wins), the
+    way a ViT variant hands its own layer arguments (BEiT's ``bias``, EVA-02's ``sub_ln``)
+    to :meth:`VisionTransformer._make_layer` while a config's ``layer_cfgs`` still
+    override them, as upstream's do."""
+    if layer_cfgs is None or isinstance(layer_cfgs, dict):
+        return {**defaults, **(layer_cfgs or {})}
+    return [{**defaults, **cfg} for cfg in layer_cfgs]
 
 
 def _has_pretrained(init_cfg: dict | list[dict] | None) -> bool:
