@@ -23,10 +23,24 @@ class Family:
     # one (attention biases per resolution, fixed position embeddings, fixed pooling)
     size: tuple[int, int] = (64, 64)
     channels: int = 3
+    # --cfg-options of the numeric check, for both sides (e.g. no pretrained checkpoint)
+    cfg_options: tuple[str, ...] = ()
+    # False for a config that cannot train anywhere (a headless feature extractor)
+    trains: bool = True
+    # False where an upstream checkpoint does not hold the whole model (LoRA saves only its
+    # adapters): the keys test still compares the keys
+    numeric: bool = True
 
 
-def _f(config: str, size: tuple[int, int] = (64, 64), channels: int = 3) -> Family:
-    return Family(config, size, channels)
+def _f(
+    config: str,
+    size: tuple[int, int] = (64, 64),
+    channels: int = 3,
+    cfg_options: tuple[str, ...] = (),
+    trains: bool = True,
+    numeric: bool = True,
+) -> Family:
+    return Family(config, size, channels, cfg_options, trains, numeric)
 
 
 FAMILIES: dict[str, Family] = {
@@ -79,13 +93,16 @@ FAMILIES: dict[str, Family] = {
     "riformer-s12": _f("riformer/riformer-s12_8xb128_in1k.py"),
     # vision transformers
     "vit-b": _f("vision_transformer/vit-base-p16_64xb64_in1k.py"),
-    "vit-b-lora": _f("vision_transformer/vit-base-p16_8xb64-lora_in1k-384px.py"),
+    # MMPretrain's LoRAModel saves only the adapters (26 tensors), so its checkpoint cannot
+    # carry the frozen ViT's random weights to vistra: trained and keys-checked only
+    "vit-b-lora": _f("vision_transformer/vit-base-p16_8xb64-lora_in1k-384px.py", numeric=False),
     "deit-tiny": _f("deit/deit-tiny_4xb256_in1k.py"),
     "deit-tiny-distilled": _f("deit/deit-tiny-distilled_4xb256_in1k.py"),
     "deit3-small": _f("deit3/deit3-small-p16_64xb64_in1k.py"),
     "beit-base": _f("beit/benchmarks/beit-base-p16_8xb64_in1k.py", (224, 224)),
     "eva02-tiny": _f("eva02/eva02-tiny-p14_in1k.py", (224, 224)),
-    "vit-sam-base": _f("sam/vit-base-p16_sam_headless.py", (224, 224)),
+    # headless (no head, data or schedule upstream either): checked numerically only
+    "vit-sam-base": _f("sam/vit-base-p16_sam_headless.py", (224, 224), trains=False),
     "revvit-small": _f("revvit/revvit-small_8xb256_in1k.py", (224, 224)),
     "hivit-tiny": _f("hivit/hivit-tiny-p16_16xb64_in1k.py", (224, 224)),
     "t2t-vit-t-14": _f("t2t_vit/t2t-vit-t-14_8xb64_in1k.py", (224, 224)),

@@ -35,7 +35,7 @@ from vistra.checkpoint import (
 )
 
 TOLERANCE = 1e-4  # float32 logits
-FAMILIES = cls_zoo.selected(FULL)
+FAMILIES = {name: f for name, f in cls_zoo.selected(FULL).items() if f.numeric}
 THROUGH_INIT_CFG = "resnet50"  # loads as a user's init_cfg=dict(type='Pretrained') does
 
 
@@ -61,6 +61,7 @@ def exported(tmp_path_factory):
             size=list(family.size),
             channels=family.channels,
             batch=2,
+            cfg_options=list(family.cfg_options),
         )
         for name, family in FAMILIES.items()
     ]
@@ -68,6 +69,13 @@ def exported(tmp_path_factory):
     failed = {k: v for k, v in status.items() if v != "ok"}
     assert not failed, f"oracle export failed: {failed}"
     return folders
+
+
+def _options(name: str) -> dict | None:
+    from vistra.config.cfg_options import parse_cfg_options
+
+    options = FAMILIES[name].cfg_options
+    return parse_cfg_options(list(options)) if options else None
 
 
 def _load_upstream(name: str, folder):
@@ -80,7 +88,7 @@ def _load_upstream(name: str, folder):
         model.init_weights()
         state = extract_state_dict(load_checkpoint_file(ckpt))
         return model.eval(), load_state_dict(model, state, source=str(ckpt))
-    model = build_vistra_model(_path(name))
+    model = build_vistra_model(_path(name), _options(name))
     state = extract_state_dict(load_checkpoint_file(ckpt))
     return model.eval(), load_state_dict(model, state, source=str(ckpt))
 
@@ -102,6 +110,9 @@ def vistra_side(exported):
             report=load_report,
             diff=max_abs_diff(vistra_outputs(model, inputs), upstream),
         )
+        # a fresh model for the other direction: its fixed buffers are its own, not the
+        # oracle's randomised ones
+        model = build_vistra_model(_path(name), _options(name))
         _randomise(model, seed=11)
         save_checkpoint(
             {"meta": {"config": _path(name).name}, "state_dict": model.state_dict()},
@@ -121,6 +132,7 @@ def upstream_from_vistra(exported, vistra_side, tmp_path_factory):
             checkpoint=str(folder / "vistra.pth"),
             input=str(folder / "input.pt"),
             out=str(folder / "upstream_from_vistra.pt"),
+            cfg_options=list(FAMILIES[name].cfg_options),
         )
         for name, folder in exported.items()
         if "error" not in vistra_side[name]
@@ -133,10 +145,15 @@ def upstream_from_vistra(exported, vistra_side, tmp_path_factory):
 
 
 def _randomise(model: torch.nn.Module, seed: int) -> None:
+    """Seeded values for the parameters and BN statistics; other buffers (fixed tables
+    such as Swin-V2's relative coordinates, which MMPretrain rebuilds on load) are kept."""
     gen = torch.Generator().manual_seed(seed)
+    params = {name for name, _ in model.named_parameters()}
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
+                continue
+            if key not in params and not key.endswith(("running_mean", "running_var")):
                 continue
             if key.endswith("running_var"):
                 tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)

@@ -28,6 +28,7 @@ LIGHT = ("resnet50", "repvgg-a0", "efficientnet-b0", "swin-tiny")
 FAMILIES = cls_zoo.selected(ZOO_FULL)
 if not ZOO_FULL and not os.environ.get("VISTRA_CLS_ONLY"):
     FAMILIES = {name: cls_zoo.FAMILIES[name] for name in LIGHT}
+FAMILIES = {name: family for name, family in FAMILIES.items() if family.trains}
 # the pipeline steps that fix the image size, and the argument that does
 SIZE_STEPS = {
     "RandomResizedCrop": "scale",

@@ -236,9 +236,28 @@ def _run(config, checkpoint, input, out, cfg_options=None, tensor=True, seg_logi
     model = build_model(load_config(config, cfg_options))
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
-    model.load_state_dict(state, strict=True)  # raises naming every missing/unexpected key
+    _load_strictly(model, state)
     model.eval()  # rebuild the attention-bias caches from the loaded weights (see _export)
     torch.save(outputs(model, torch.load(input, weights_only=True), tensor, seg_logits), out)
+
+
+# Buffers MMPretrain's Swin-V2 load hook deletes from every incoming state dict and rebuilds
+# itself: its strict loader then misses them even for its own checkpoints.
+REBUILT_BY_LOAD_HOOK = ("relative_position_index", "relative_coords_table")
+
+
+def _load_strictly(model, state) -> None:
+    """``load_state_dict(strict=True)``, except for the buffers the model's own load hook
+    drops (REBUILT_BY_LOAD_HOOK); anything else missing or unexpected raises."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(REBUILT_BY_LOAD_HOOK)]
+    dropped_by_hook = [k for k in result.missing_keys if k.endswith(REBUILT_BY_LOAD_HOOK)]
+    if dropped_by_hook and any(k not in state for k in dropped_by_hook):
+        missing += [k for k in dropped_by_hook if k not in state]  # truly absent: an error
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"strict load failed: missing {missing[:10]}, unexpected {result.unexpected_keys[:10]}"
+        )
 
 
 def _batch(args: list[str], job, name_key: str) -> int:

@@ -22,6 +22,7 @@ import functools
 import inspect
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return unwrap_model(model)
 
 
+# MMPretrain's Twins configs write `paramwise_cfg=dict(_delete=True, ...)`, a typo of the
+# `_delete_` merge marker; MMEngine ignores keys it does not read, so those configs train
+# there. vistra rejects unknown keys, except this one, with a warning.
+MISSPELT_MERGE_MARKERS = {"_delete": "_delete_"}
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class DefaultOptimWrapperConstructor:
     """Build the optimizer (with ``paramwise_cfg`` groups) and its wrapper for a model."""
@@ -94,6 +101,13 @@ class DefaultOptimWrapperConstructor:
                 f"optim_wrapper.paramwise_cfg must be None or a dict, got {type(self.paramwise_cfg).__name__}"
             )
         for key in self.paramwise_cfg:
+            if key in MISSPELT_MERGE_MARKERS:
+                warnings.warn(
+                    f"optim_wrapper.paramwise_cfg key {key!r} ignored (as MMEngine does): did "
+                    f"you mean the merge marker {MISSPELT_MERGE_MARKERS[key]!r}?",
+                    stacklevel=2,
+                )
+                continue
             if key not in self.paramwise_keys:
                 raise RegistryError(
                     f"unknown optim_wrapper.paramwise_cfg key {key!r} for {type(self).__name__}."

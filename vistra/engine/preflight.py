@@ -68,6 +68,9 @@ SECTIONS = {
 # Config dicts inside a model whose `type` names a layer (BN, ReLU, Conv2d...), an init
 # scheme or another table than the model registry: not resolved here.
 _LAYER_KEY_SUFFIXES = ("_cfg", "_layer", "cfgs")
+# model keys whose dicts name no registered type: LoRAModel's ``targets=[dict(type='qkv')]``
+# name the layers to adapt
+_NOT_MODEL_KEYS = ("targets",)
 _OTHER_MODEL_REGISTRIES = (TASK_UTILS, WEIGHT_INITIALIZERS)
 
 
@@ -291,6 +294,8 @@ def _walk_model(cfg: Mapping[str, Any], key: str, report: _Report) -> None:
         elif not any(r.get(name) is not None for r in _OTHER_MODEL_REGISTRIES):
             report.add("", unknown_type_message(MODELS, name, key))
     for name, value in cfg.items():
+        if name in _NOT_MODEL_KEYS:
+            continue
         for sub_key, sub in dicts(value, f"{key}.{name}"):
             if "type" not in sub and "dataset" in sub:
                 # a dataloader config inside the model (a retriever's gallery, `prototype`)
