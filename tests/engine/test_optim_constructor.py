@@ -268,3 +268,14 @@ def test_layer_decay_needs_a_depth_rule():
         LearningRateDecayOptimWrapperConstructor(
             dict(optimizer=dict(type="SGD", lr=1.0)), dict(layer_decay_rat=0.5)
         )
+
+
+def test_misspelt_delete_marker_is_ignored_with_a_warning_other_unknown_keys_fail():
+    # MMPretrain's Twins configs: paramwise_cfg=dict(_delete=True, norm_decay_mult=0.0, ...)
+    with pytest.warns(UserWarning, match="'_delete' ignored .*merge marker '_delete_'"):
+        g = groups_by_name(Net(), dict(_delete=True, bias_decay_mult=0.5))
+    assert g["backbone.conv.bias"]["weight_decay"] == pytest.approx(0.5 * WD)
+    with pytest.raises(
+        RegistryError, match="unknown optim_wrapper.paramwise_cfg key 'bias_decay_multi'"
+    ):
+        groups_by_name(Net(), dict(bias_decay_multi=0.5))
