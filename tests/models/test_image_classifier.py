@@ -93,3 +93,27 @@ def test_state_dict_round_trip_is_strict_and_exact():
     fresh.eval()
     x = model.data_preprocessor(_batch())["inputs"]
     assert torch.equal(model(x), fresh(x))
+
+
+def test_a_list_of_necks_is_a_sequential_as_in_mmengine():
+    # MMPretrain's HRNet configs: neck=[dict(type='HRFuseScales', ...), dict(type='GlobalAveragePooling')]
+    import torch
+
+    from vistra.registry import MODELS
+
+    model = MODELS.build(
+        dict(
+            type="ImageClassifier",
+            backbone=dict(type="ResNet", depth=18, out_indices=(2, 3)),
+            neck=[dict(type="GlobalAveragePooling")],
+            head=dict(type="LinearClsHead", num_classes=3, in_channels=512),
+        )  # fmt: skip
+    )
+    assert isinstance(model.neck, torch.nn.Sequential) and isinstance(
+        model.neck[0], torch.nn.Module
+    )
+    assert model(torch.randn(2, 3, 32, 32), mode="tensor").shape == (2, 3)
+    with pytest.raises(Exception, match=r"model.neck\[1\]"):
+        MODELS.build(dict(type="ImageClassifier", backbone=dict(type="ResNet", depth=18),
+                          neck=[dict(type="GlobalAveragePooling"), dict(type="NoSuchNeck")],
+                          head=dict(type="LinearClsHead", num_classes=3, in_channels=512)))  # fmt: skip

@@ -33,7 +33,7 @@ class ImageClassifier(BaseModel):
     def __init__(
         self,
         backbone: dict | nn.Module,
-        neck: dict | nn.Module | None = None,
+        neck: dict | list[dict] | nn.Module | None = None,
         head: dict | nn.Module | None = None,
         pretrained: str | None = None,
         train_cfg: dict | None = None,
@@ -117,9 +117,13 @@ class ImageClassifier(BaseModel):
             )
 
 
-def _build(cfg: dict | nn.Module, key_path: str) -> nn.Module:
+def _build(cfg: dict | list | nn.Module, key_path: str) -> nn.Module:
     if isinstance(cfg, nn.Module):
         return cfg
+    if isinstance(cfg, list | tuple):
+        # MMEngine builds a list of configs as a Sequential (keys neck.0.*, neck.1.*):
+        # MMPretrain's HRNet configs chain HRFuseScales and GlobalAveragePooling this way
+        return nn.Sequential(*(_build(c, f"{key_path}[{i}]") for i, c in enumerate(cfg)))
     return MODELS.build(cfg, key_path=key_path)
 
 

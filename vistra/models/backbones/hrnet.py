@@ -1,17 +1,19 @@
 """HRNet backbone (`High-Resolution Representations for Labeling Pixels and Regions
-<https://arxiv.org/abs/1904.04514>`_), MMSegmentation 1.x.
+<https://arxiv.org/abs/1904.04514>`_), in MMPretrain's and MMSegmentation's variants.
 
-Registered both as the plain ``HRNet`` and as the ``mmseg``-scoped variant: no other HRNet
-is registered yet. MMPretrain's classification HRNet (``arch='w18'``..., same blocks and
-fusion) can subclass ``HRNet``/``HRModule`` later and take over the plain name; the scoped
-entry keeps MMSegmentation configs (``default_scope='mmseg'``) on this class.
+Two registrations share one body (the same blocks, fusion and keys):
+- ``HRNet`` (plain entry) is MMPretrain's: ``arch='w18'``... (``arch_zoo``) or ``extra``,
+  fusion upsamples coarser branches by *nearest* neighbour, and ``forward`` returns a tuple;
+- ``SegHRNet`` (``HRNet`` under scope ``mmseg``, picked by MMSegmentation configs'
+  ``default_scope='mmseg'``) takes ``extra`` only, upsamples *bilinearly*
+  (``align_corners=False``) and has ``frozen_stages``/``pretrained``; it returns a list.
 
 The architecture comes from ``extra``: ``stage1``..``stage4``, each with ``num_modules``,
 ``num_branches``, ``block`` (``'BASIC'`` or ``'BOTTLENECK'``, see ``blocks_dict``),
 ``num_blocks``, ``num_channels`` (one per branch) and optionally ``fuse_method``
 (ignored upstream too: fusion is always a sum).
 
-Keys (MMSegmentation's layout):
+Keys (identical in both packages):
 - stem: ``conv1``, ``bn1``, ``conv2``, ``bn2`` (64 channels, two stride-2 3x3 convs);
 - ``layer1.{i}`` (stage 1, ResNet blocks: ``conv1``/``bn1``/.../``downsample.{0,1}``);
 - ``transition{1,2,3}.{i}``: ``.0`` conv, ``.1`` norm (a kept branch with equal width has
@@ -23,6 +25,7 @@ Keys (MMSegmentation's layout):
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -33,13 +36,16 @@ from vistra.models.backbones.resnet import BasicBlock, Bottleneck
 from vistra.models.base import BaseModule
 from vistra.models.layers import build_conv_layer, build_norm_layer
 from vistra.models.utils.seg_utils import Upsample, resize
-from vistra.registry import MODELS
+from vistra.registry import MODELS, did_you_mean
 
 _DEFAULT_INIT = [
     dict(type="Kaiming", layer="Conv2d"),
     dict(type="Constant", val=1, layer=["_BatchNorm", "GroupNorm"]),
 ]
 _STAGE_KEYS = ("num_modules", "num_branches", "block", "num_blocks", "num_channels")
+# How a fusion brings a coarser branch up to a finer one: MMSegmentation interpolates
+# bilinearly, MMPretrain repeats pixels (``nn.Upsample(mode='nearest')``).
+_UPSAMPLE_MODES = ("bilinear", "nearest")
 
 
 def _make_block(
@@ -94,10 +100,18 @@ class HRModule(BaseModule):
         conv_cfg: dict | None = None,
         norm_cfg: dict = dict(type="BN", requires_grad=True),  # noqa: B006 (never mutated)
         block_init_cfg: dict | None = None,
+        upsample_mode: str = "bilinear",
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg)
+        if upsample_mode not in _UPSAMPLE_MODES:
+            raise ValueError(
+                f"HRModule upsample_mode={upsample_mode!r}: valid: {list(_UPSAMPLE_MODES)}"
+            )
         self.block_init_cfg = block_init_cfg
+        self.upsample_mode = upsample_mode
+        # align_corners only means something to the bilinear mode
+        self.align_corners = False if upsample_mode == "bilinear" else None
         for what, seq in (
             ("num_blocks", num_blocks),
             ("num_channels", num_channels),
@@ -151,13 +165,15 @@ class HRModule(BaseModule):
             fuse_layer = nn.ModuleList()
             for j in range(self.num_branches):
                 if j > i:
-                    # Coarser input: 1x1 conv + norm, upsampled (HRNet uses align_corners=False).
+                    # Coarser input: 1x1 conv + norm, upsampled by 2 ** (j - i).
                     fuse_layer.append(
                         nn.Sequential(
                             build_conv_layer(conv_cfg, ch[j], ch[i], kernel_size=1, bias=False),
                             build_norm_layer(norm_cfg, ch[i])[1],
                             Upsample(
-                                scale_factor=2 ** (j - i), mode="bilinear", align_corners=False
+                                scale_factor=2 ** (j - i),
+                                mode=self.upsample_mode,
+                                align_corners=self.align_corners,
                             ),
                         )  # fmt: skip
                     )
@@ -186,23 +202,26 @@ class HRModule(BaseModule):
                 if j == i:
                     y = y + x[j]
                 elif j > i:
-                    # The Upsample's 2**k size can miss odd sizes: resize to the exact one.
-                    y = y + resize(
-                        fuse_layer[j](x[j]), size=x[i].shape[2:], mode="bilinear",
-                        align_corners=False,
-                    )  # fmt: skip
+                    up = fuse_layer[j](x[j])
+                    if up.shape[2:] != x[i].shape[2:]:
+                        # The Upsample's 2**k size can miss odd sizes: resize to the exact
+                        # one (where MMPretrain's nearest variant fails on a shape mismatch).
+                        up = resize(
+                            up, size=x[i].shape[2:], mode=self.upsample_mode,
+                            align_corners=self.align_corners,
+                        )  # fmt: skip
+                    y = y + up
                 else:
                     y = y + fuse_layer[j](x[j])
             outs.append(self.relu(y))
         return outs
 
 
-@MODELS.register_module()
 @MODELS.register_module(name="HRNet", scope="mmseg")
-class HRNet(BaseModule):
-    """HRNet: a 64-channel stride-4 stem, a ResNet stage, then three multi-resolution
-    stages; returns one feature map per branch of stage 4 (only the highest-resolution one
-    with ``multiscale_output=False``).
+class SegHRNet(BaseModule):
+    """MMSegmentation's HRNet: a 64-channel stride-4 stem, a ResNet stage, then three
+    multi-resolution stages; returns a list of one feature map per branch of stage 4 (only
+    the highest-resolution one with ``multiscale_output=False``).
 
     Args:
         extra: the four stage configs (module docstring).
@@ -220,6 +239,7 @@ class HRNet(BaseModule):
     """
 
     blocks_dict = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
+    upsample_mode = "bilinear"  # of the fusions (module docstring)
 
     def __init__(
         self,
@@ -390,6 +410,7 @@ class HRNet(BaseModule):
                     norm_cfg=self.norm_cfg,
                     conv_cfg=self.conv_cfg,
                     block_init_cfg=self._block_init_cfg(block),
+                    upsample_mode=self.upsample_mode,
                 )  # fmt: skip
             )
         return nn.Sequential(*modules), in_channels
@@ -429,7 +450,7 @@ class HRNet(BaseModule):
             y_list = getattr(self, f"stage{k}")(x_list)
         return y_list
 
-    def train(self, mode: bool = True) -> HRNet:
+    def train(self, mode: bool = True) -> SegHRNet:
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -437,3 +458,76 @@ class HRNet(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+
+@MODELS.register_module()
+class HRNet(SegHRNet):
+    """MMPretrain's HRNet (the plain ``HRNet`` entry): ``arch`` names a preset of
+    ``arch_zoo`` (used only when ``extra`` is None); returns a tuple of the stage-4 branch
+    maps, highest resolution first (only that one with ``multiscale_output=False``).
+
+    Args:
+        arch: ``'w18'``, ``'w30'``, ``'w32'``, ``'w40'``, ``'w44'``, ``'w48'`` or ``'w64'``:
+            the width of the highest-resolution branch (doubled for each coarser one).
+        extra: the four stage configs (module docstring); overrides ``arch``.
+        in_channels / conv_cfg / norm_cfg / norm_eval / with_cp / multiscale_output: as
+            :class:`SegHRNet`.
+        zero_init_residual: accepted as upstream; the blocks' zero-init is overridden by
+            the default ``init_cfg`` there too, so it has no effect.
+        init_cfg: default Kaiming for convs and constant 1 for norms; ``None`` leaves
+            PyTorch's initialisation.
+    """
+
+    upsample_mode = "nearest"
+    # each preset: a row per stage of
+    # [num_modules, num_branches, block, num_blocks, num_channels]
+    arch_zoo = {
+        f"w{w}": [
+            [1, 1, "BOTTLENECK", (4,), (64,)],
+            [1, 2, "BASIC", (4, 4), (w, 2 * w)],
+            [4, 3, "BASIC", (4, 4, 4), (w, 2 * w, 4 * w)],
+            [3, 4, "BASIC", (4, 4, 4, 4), (w, 2 * w, 4 * w, 8 * w)],
+        ]
+        for w in (18, 30, 32, 40, 44, 48, 64)
+    }
+
+    def __init__(
+        self,
+        arch: str = "w32",
+        extra: dict | None = None,
+        in_channels: int = 3,
+        conv_cfg: dict | None = None,
+        norm_cfg: dict = dict(type="BN"),  # noqa: B006 (never mutated)
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        zero_init_residual: bool = False,
+        multiscale_output: bool = True,
+        init_cfg: dict | list[dict] | None = _DEFAULT_INIT,  # copied by BaseModule
+    ) -> None:
+        if extra is None:
+            extra = self._extra_of_arch(arch)
+        elif not isinstance(extra, dict):
+            raise TypeError(f"HRNet extra must be a dict of stage1..stage4 or None, got {extra!r}")
+        super().__init__(
+            extra=extra, in_channels=in_channels, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+            norm_eval=norm_eval, with_cp=with_cp, zero_init_residual=zero_init_residual,
+            multiscale_output=multiscale_output, init_cfg=init_cfg,
+        )  # fmt: skip
+        self.arch = arch
+        # SegHRNet turns init_cfg=None into its default; MMPretrain keeps None as given.
+        self.init_cfg = copy.deepcopy(init_cfg)
+
+    @classmethod
+    def _extra_of_arch(cls, arch: str) -> dict:
+        # A custom architecture is given as ``extra``, so ``arch`` is a preset name only.
+        if not isinstance(arch, str) or arch not in cls.arch_zoo:
+            hint = did_you_mean(arch, list(cls.arch_zoo)) if isinstance(arch, str) else ""
+            raise ValueError(
+                f"arch={arch!r} is not an HRNet arch.{hint} Valid: {sorted(cls.arch_zoo)}, "
+                "or give extra=dict(stage1=..., ..., stage4=...)"
+            )
+        rows = cls.arch_zoo[arch]
+        return {f"stage{i + 1}": dict(zip(_STAGE_KEYS, row)) for i, row in enumerate(rows)}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(super().forward(x))
