@@ -1,6 +1,4 @@
-"""ENGINEERS WORKING ON #17 IN PARALLEL: READ tests/helpers/CLS_ZOO_BRIEF.md FIRST (the rules and test commands of your task).
-
-The classification model zoo's families, one representative MMPretrain config each (paths
+"""The classification model zoo's families, one representative MMPretrain config each (paths
 relative to the wheel's ``.mim/configs``) and the input size its numeric check runs at, for
 the upstream-oracle numeric tests (tests/upstream/test_cls_numeric.py) and the
 train/evaluate tests over upstream configs (tests/upstream/test_cls_zoo_train.py).
@@ -134,7 +132,7 @@ DEFAULT = (
     "repvgg-a0",
     "efficientnet-b0",
     "swin-tiny",
-    "convnext-v2-atto",
+    "xcit-nano-12-p16",
 )
 
 
