@@ -51,6 +51,8 @@ def shrink_images(cfg: Config, size: tuple[int, int]) -> None:
 
 def _config(name: str, tmp_path: Path) -> Config:
     cfg = Config.fromfile(str(config_tree("mmpretrain") / FAMILIES[name].config))
+    if FAMILIES[name].train_options:
+        cfg.merge_from_dict(dict(FAMILIES[name].train_options))
     shrink_images(cfg, FAMILIES[name].size)
     return cfg
 

@@ -13,7 +13,7 @@ Keys (per block, besides the ResNet's stem, ``downsample`` and ``conv1``/``bn1``
 ``conv3``/``bn3``): ``conv2.conv`` (grouped, ``radix * width`` outputs), ``conv2.bn0``,
 ``conv2.fc1`` and ``conv2.fc2`` (1x1 convs with bias), ``conv2.bn1``; there is no ``bn2``.
 
-MMPretrain's ResNeSt (classification zoo, a different key layout) is not here yet.
+MMPretrain's ResNeSt (the classification zoo's plain ``ResNeSt``) reuses this file's split-attention block.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ Order: blocks, residual layer, backbone, variants.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +37,13 @@ from torch.utils.checkpoint import checkpoint
 
 from vistra.models.base import BaseModule
 from vistra.models.init import constant_init
-from vistra.models.layers import ConvModule, DropPath, build_conv_layer, build_norm_layer
+from vistra.models.layers import (
+    ConvModule,
+    DropPath,
+    build_activation_layer,
+    build_conv_layer,
+    build_norm_layer,
+)
 from vistra.models.layers.key_remap import Renames, install_remap_hook, rename_prefix
 from vistra.registry import MODELS
 
@@ -44,6 +52,7 @@ _DEFAULT_INIT = [
     dict(type="Kaiming", layer=["Conv2d"]),
     dict(type="Constant", val=1, layer=["_BatchNorm", "GroupNorm"]),
 ]
+_RELU = dict(type="ReLU", inplace=True)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -88,6 +97,7 @@ class BasicBlock(_ResBlock):
         norm_cfg: dict = dict(type="BN"),  # noqa: B006 (never mutated)
         drop_path_rate: float = 0.0,
         init_cfg: dict | list[dict] | None = None,
+        act_cfg: dict = _RELU,
     ) -> None:
         super().__init__(init_cfg)
         if expansion != 1:
@@ -106,7 +116,7 @@ class BasicBlock(_ResBlock):
             conv_cfg, self.mid_channels, out_channels, 3, padding=1, bias=False
         )
         self.add_module(self.norm2_name, norm2)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = build_activation_layer(act_cfg)
         self.downsample = downsample
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > _EPS else nn.Identity()
 
@@ -126,7 +136,13 @@ class BasicBlock(_ResBlock):
 
 class Bottleneck(_ResBlock):
     """1x1 -> 3x3 -> 1x1 (ResNet-50 and deeper). ``style='pytorch'`` strides the 3x3 conv,
-    ``'caffe'`` the first 1x1."""
+    ``'caffe'`` the first 1x1.
+
+    The hooks the relatives build on (``resnext.py``, ``res2net.py``, ``regnet.py``, ...):
+    ``mid_channels`` overrides the inner width (``out_channels // expansion``), ``groups``
+    groups the 3x3 conv, and a subclass may replace :meth:`_make_conv2` (the 3x3 conv and
+    its norm) by another middle.
+    """
 
     expansion = 4
 
@@ -144,6 +160,9 @@ class Bottleneck(_ResBlock):
         norm_cfg: dict = dict(type="BN"),  # noqa: B006 (never mutated)
         drop_path_rate: float = 0.0,
         init_cfg: dict | list[dict] | None = None,
+        act_cfg: dict = _RELU,
+        groups: int = 1,
+        mid_channels: int | None = None,
     ) -> None:
         super().__init__(init_cfg)
         if style not in ("pytorch", "caffe"):
@@ -153,31 +172,22 @@ class Bottleneck(_ResBlock):
                 f"out_channels {out_channels} is not divisible by expansion {expansion}"
             )
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.expansion, self.mid_channels = expansion, out_channels // expansion
+        self.expansion = expansion
+        self.mid_channels = out_channels // expansion if mid_channels is None else mid_channels
         self.stride, self.dilation, self.style, self.with_cp = stride, dilation, style, with_cp
+        self.groups, self.conv_cfg, self.norm_cfg = groups, conv_cfg, norm_cfg
         self.conv1_stride, self.conv2_stride = (1, stride) if style == "pytorch" else (stride, 1)
         mid = self.mid_channels
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, mid, postfix=1)
-        self.norm2_name, norm2 = build_norm_layer(norm_cfg, mid, postfix=2)
         self.norm3_name, norm3 = build_norm_layer(norm_cfg, out_channels, postfix=3)
         self.conv1 = build_conv_layer(
             conv_cfg, in_channels, mid, 1, stride=self.conv1_stride, bias=False
         )
         self.add_module(self.norm1_name, norm1)
-        self.conv2 = build_conv_layer(
-            conv_cfg,
-            mid,
-            mid,
-            3,
-            stride=self.conv2_stride,
-            padding=dilation,
-            dilation=dilation,
-            bias=False,
-        )
-        self.add_module(self.norm2_name, norm2)
+        self._make_conv2()
         self.conv3 = build_conv_layer(conv_cfg, mid, out_channels, 1, bias=False)
         self.add_module(self.norm3_name, norm3)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = build_activation_layer(act_cfg)
         self.downsample = downsample
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > _EPS else nn.Identity()
 
@@ -192,6 +202,16 @@ class Bottleneck(_ResBlock):
     @property
     def norm3(self) -> nn.Module:
         return getattr(self, self.norm3_name)
+
+    def _make_conv2(self) -> None:
+        """The middle of the block: the (grouped) 3x3 conv ``conv2`` and its norm."""
+        mid = self.mid_channels
+        self.norm2_name, norm2 = build_norm_layer(self.norm_cfg, mid, postfix=2)
+        self.conv2 = build_conv_layer(
+            self.conv_cfg, mid, mid, 3, stride=self.conv2_stride, padding=self.dilation,
+            dilation=self.dilation, groups=self.groups, bias=False,
+        )  # fmt: skip
+        self.add_module(self.norm2_name, norm2)
 
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.norm1(self.conv1(x)))
@@ -222,7 +242,10 @@ class ResLayer(nn.Sequential):
     stochastic depth a linear ramp). With ``avg_down`` the shortcut average-pools before
     its stride-1 conv; ``always_pool`` (MMSegmentation's layout) keeps a 1x1 identity pool
     in stride-1 shortcuts too, which moves the conv and norm keys to ``downsample.1/2``.
+    A subclass's ``first_block_kwargs`` go to the first block only (Res2Net's stage block).
     """
+
+    first_block_kwargs: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(
         self,
@@ -272,6 +295,7 @@ class ResLayer(nn.Sequential):
                     norm_cfg=norm_cfg,
                     drop_path_rate=drop_rates[i],
                     **block_kwargs,
+                    **(self.first_block_kwargs if i == 0 else {}),
                 )
             )
         super().__init__(*layers)
