@@ -60,9 +60,12 @@ FAMILIES: dict[str, Family] = {
         "resnest/resnest50_32xb64_in1k.py", train_options=(("val_cfg", {}), ("test_cfg", {}))
     ),
     "res2net50-w14-s8": _f("res2net/res2net50-w14-s8_8xb32_in1k.py"),
-    # its custom_hooks name PreciseBNHook, which vistra does not have yet: trained without it
+    # its PreciseBNHook averages 8192 samples; the tiny run has 4
     "regnetx-400mf": _f(
-        "regnet/regnetx-400mf_8xb128_in1k.py", train_options=(("custom_hooks", []),)
+        "regnet/regnetx-400mf_8xb128_in1k.py",
+        train_options=(
+            ("custom_hooks", [dict(type="PreciseBNHook", num_samples=4, priority="ABOVE_NORMAL")]),
+        ),
     ),
     "cspdarknet50": _f("cspnet/cspdarknet50_8xb32_in1k.py"),
     "cspresnet50": _f("cspnet/cspresnet50_8xb32_in1k.py"),

@@ -197,6 +197,14 @@ def test_prototype_from_a_dataloader_config_places_features_by_sample_idx(tmp_pa
     cfg = _gallery_loader_cfg(root)
     model = _retriever(cfg)
     model.train()
+    # models never import the engine: a dataloader config is built by the hook, before a run
+    with pytest.raises(ValueError, match="add dict\\(type='PrepareProtoBeforeValLoopHook'\\)"):
+        model.prepare_prototype()
+    from types import SimpleNamespace
+
+    from vistra.engine.hooks.retriever_hooks import PrepareProtoBeforeValLoopHook
+
+    PrepareProtoBeforeValLoopHook().before_run(SimpleNamespace(model=model))
     model.prepare_prototype()
     assert model.training, "preparing the prototype must not leave the model in eval mode"
     model.eval()

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vistra.data.structures import DataSample
-from vistra.dist.collect import get_rank, is_distributed
+from vistra.dist.collect import is_distributed
 from vistra.models.base import BaseModel
 from vistra.models.classifiers import _preprocessor_cfg
 from vistra.registry import MODELS
@@ -277,13 +277,13 @@ def _load_prototype(path: str) -> torch.Tensor:
 
 
 def _build_loader(cfg: Mapping) -> DataLoader:
-    """The gallery dataloader of a ``*_dataloader``-style config (``model.prototype``)."""
-    from vistra.engine.build import build_dataloader  # the engine's builder; torch-heavy
-
-    cfg = dict(cfg)
-    # one pass per validation: workers that outlive it would only hold memory
-    cfg.setdefault("persistent_workers", False)
-    return build_dataloader(cfg, "model.prototype", seed=0, rank=get_rank())
+    """A dataloader config as ``prototype`` is built by the engine (models never import it):
+    ``PrepareProtoBeforeValLoopHook`` replaces it with the built loader before the run."""
+    raise ValueError(
+        "ImageToImageRetriever prototype is a dataloader config, which only a run can build: "
+        "add dict(type='PrepareProtoBeforeValLoopHook') to custom_hooks (MMPretrain's "
+        "retrieval configs do), or pass a built DataLoader, a tensor or a saved tensor's path"
+    )
 
 
 def _build(cfg: dict | nn.Module, key_path: str) -> nn.Module:

@@ -7,6 +7,7 @@ from vistra.engine.hooks import (
     iter_timer,
     logger_hook,
     param_scheduler,
+    precise_bn,
     retriever_hooks,
     runtime_info,
     sampler_seed,
