@@ -14,6 +14,21 @@ import os
 from dataclasses import dataclass
 
 
+# The wheel's folders outside the classification zoo (tests/upstream/test_cls_coverage.py)
+# and the model types that are classifiers
+MULTIMODAL = ("blip", "blip2", "chinese_clip", "clip", "flamingo", "glip", "llava", "minigpt4",
+              "ofa", "otter")  # fmt: skip
+SELF_SUPERVISED = ("barlowtwins", "beitv2", "byol", "cae", "densecl", "itpn", "mae", "maskfeat",
+                   "mff", "milan", "mixmim", "mocov2", "mocov3", "simclr", "simmim", "simsiam",
+                   "spark", "swav")  # fmt: skip
+CLASSIFIERS = (
+    "ImageClassifier",
+    "ImageToImageRetriever",
+    "TimmClassifier",
+    "HuggingFaceClassifier",
+)
+
+
 @dataclass(frozen=True)
 class Family:
     config: str

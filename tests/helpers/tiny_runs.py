@@ -88,7 +88,7 @@ def _drop_late_schedulers(cfg: Config) -> None:
 def _point_at_tiny_data(cfg: Config, dataset: dict, data_root: Path, crop: tuple[int, int]) -> None:
     """Write (once) and read the dataset's tiny twin; recurse into the parts of a
     ConcatDataset and into the dataset a RepeatDataset repeats."""
-    kind = dataset.type
+    kind = dataset.type.rsplit(".", 1)[-1]  # MMSelfSup's configs say 'mmcls.ImageNet'
     if kind == "ConcatDataset":
         for part in dataset.datasets:
             _point_at_tiny_data(cfg, part, data_root, crop)

@@ -67,15 +67,15 @@ def build_model(cfg):
 
     scope = cfg.get("default_scope", "mmpretrain")
     oracle_env.register_all(scope)
-    name = f"oracle-{scope}"
-    if not DefaultScope.check_instance_created(name):
-        DefaultScope.get_instance(name, scope_name=scope)
     from mmengine.registry import MODELS
 
     model_cfg = cfg.model
     if cfg.get("data_preprocessor") is not None and "data_preprocessor" not in model_cfg:
         model_cfg["data_preprocessor"] = cfg.data_preprocessor
-    model = MODELS.build(model_cfg)
+    # the config's scope in force for this build only: one process may build models of
+    # several packages in turn (a batch of MMSelfSup and MMPretrain configs)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(model_cfg)
     return revert_sync_batchnorm(model).eval()
 
 

@@ -11,6 +11,21 @@
     same model then loads ``CKPT`` strictly and writes its outputs on the same views and
     noise to ``OUTDIR/checkpoint_out.pt`` (both directions in one process).
 
+``oracle.py selfsup loss-batch SPEC.json``
+    for each job of SPEC (a JSON list of ``{"config", "outdir", "seed", "sizes", "batch",
+    "single", "mask", "sample_idx", "cfg_options"}``, all but the first two optional)
+    builds the model, randomises it, and writes ``OUTDIR/upstream.pth``,
+    ``OUTDIR/batch.pt`` and ``OUTDIR/losses.pt``. The batch is what a dataloader would
+    give the data preprocessor: ``inputs``, one ``(B, 3, s, s)`` tensor of pixel values in
+    ``[0, 255]`` per size in ``sizes`` (a list of views; with ``single`` the one tensor),
+    ``mask``, a ``(B, h, w)`` 0/1 long tensor with exactly ``round(ratio * h * w)`` ones per
+    sample for ``mask = [h, w, ratio]`` (``None`` otherwise), and ``sample_idx``
+    (``arange(B)``, when asked). The model, in eval mode, runs ``data_preprocessor(batch,
+    training=True)`` and then ``mode='loss'`` right after ``torch.manual_seed(seed + 2)``,
+    so a vistra model that draws the same random numbers in the same order (MAE's masking
+    noise, MixMIM's mask, ...) computes the same loss. ``losses.pt`` holds every tensor of
+    the loss dict. Prints ``{outdir: "ok" or "ErrorType: message"}``.
+
 ``oracle.py selfsup run CONFIG CHECKPOINT OUTDIR OUT``
     builds the same model, loads ``CHECKPOINT`` strictly and writes the same outputs for
     ``OUTDIR/input.pt`` and ``OUTDIR/noise.pt`` to ``OUT``.
@@ -27,9 +42,10 @@ import argparse
 import contextlib
 import os
 import sys
+import traceback
 
 import torch
-from oracle_models import build_model, load_config, randomise
+from oracle_models import _logs_to_stderr, build_model, load_config, randomise
 
 
 @contextlib.contextmanager
@@ -132,8 +148,97 @@ def cmd_run(args: list[str]) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- loss-batch
+def make_batch(seed: int, batch: int, sizes, single=False, mask=None, sample_idx=False) -> dict:
+    """The seeded batch a loss job runs on (see the module docstring)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    inputs = [
+        torch.randint(0, 256, (batch, 3, s, s), generator=gen).float() for s in sizes
+    ]
+    out = {"inputs": inputs[0] if single else inputs, "mask": None, "sample_idx": None}
+    if mask:
+        h, w, ratio = int(mask[0]), int(mask[1]), float(mask[2])
+        count = int(round(ratio * h * w))
+        rows = []
+        for _ in range(batch):
+            row = torch.zeros(h * w, dtype=torch.long)
+            row[torch.randperm(h * w, generator=gen)[:count]] = 1
+            rows.append(row.view(h, w))
+        out["mask"] = torch.stack(rows)
+    if sample_idx:
+        out["sample_idx"] = torch.arange(batch)
+    return out
+
+
+def _upstream_samples(scope: str, batch: dict) -> list:
+    """The data samples of ``batch`` in the upstream package's own layout."""
+    n = (batch["inputs"] if torch.is_tensor(batch["inputs"]) else batch["inputs"][0]).shape[0]
+    if scope == "mmselfsup":
+        from mmengine.structures import InstanceData
+        from mmselfsup.structures import SelfSupDataSample
+
+        samples = [SelfSupDataSample() for _ in range(n)]
+        for i, sample in enumerate(samples):
+            if batch["mask"] is not None:
+                sample.mask = InstanceData(value=batch["mask"][i])
+            if batch["sample_idx"] is not None:
+                sample.sample_idx = InstanceData(value=batch["sample_idx"][i : i + 1])
+        return samples
+    from mmpretrain.structures import DataSample
+
+    samples = [DataSample() for _ in range(n)]
+    for i, sample in enumerate(samples):
+        if batch["mask"] is not None:
+            sample.set_field(batch["mask"][i], "mask")
+        if batch["sample_idx"] is not None:
+            sample.set_field(int(batch["sample_idx"][i]), "sample_idx", field_type="metainfo")
+    return samples
+
+
+def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=None,
+              sample_idx=False, cfg_options=None) -> None:  # fmt: skip
+    cfg = load_config(config, cfg_options or [])
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    randomise(model, seed)
+    data = make_batch(seed, batch, sizes, single, mask, sample_idx)
+    os.makedirs(outdir, exist_ok=True)
+    meta = {"source": "upstream oracle", "config": os.path.basename(config)}
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, os.path.join(outdir, "upstream.pth"))
+    torch.save(data, os.path.join(outdir, "batch.pt"))
+    samples = _upstream_samples(cfg.get("default_scope", "mmpretrain"), data)
+    inputs = data["inputs"].clone() if single else [v.clone() for v in data["inputs"]]
+    with torch.no_grad():
+        processed = model.data_preprocessor({"inputs": inputs, "data_samples": samples}, True)
+        if isinstance(processed, (tuple, list)):  # MMSelfSup's preprocessors return a pair
+            processed = dict(zip(("inputs", "data_samples"), processed))
+        torch.manual_seed(seed + 2)
+        losses = model(**processed, mode="loss")
+    kept = {k: v.detach().clone() for k, v in losses.items() if torch.is_tensor(v)}
+    torch.save(kept, os.path.join(outdir, "losses.pt"))
+
+
+def cmd_loss_batch(args: list[str]) -> int:
+    import json
+
+    (spec,) = args
+    with open(spec) as f:
+        jobs = json.load(f)
+    results = {}
+    for job in jobs:
+        try:
+            with _logs_to_stderr():
+                _loss_job(**job)
+            results[job["outdir"]] = "ok"
+        except Exception as exc:  # one bad job must not hide the others' results
+            traceback.print_exc()
+            results[job["outdir"]] = f"{type(exc).__name__}: {exc}"[-2000:]
+    print(json.dumps(results))
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"export": cmd_export, "run": cmd_run}
+    commands = {"export": cmd_export, "run": cmd_run, "loss-batch": cmd_loss_batch}
     if not argv or argv[0] not in commands:
         print(f"usage: oracle.py selfsup {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2
