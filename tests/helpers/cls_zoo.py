@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-
 # The wheel's folders outside the classification zoo (tests/upstream/test_cls_coverage.py)
 # and the model types that are classifiers
 MULTIMODAL = ("blip", "blip2", "chinese_clip", "clip", "flamingo", "glip", "llava", "minigpt4",
