@@ -152,9 +152,7 @@ def cmd_run(args: list[str]) -> int:
 def make_batch(seed: int, batch: int, sizes, single=False, mask=None, sample_idx=False) -> dict:
     """The seeded batch a loss job runs on (see the module docstring)."""
     gen = torch.Generator().manual_seed(seed + 1)
-    inputs = [
-        torch.randint(0, 256, (batch, 3, s, s), generator=gen).float() for s in sizes
-    ]
+    inputs = [torch.randint(0, 256, (batch, 3, s, s), generator=gen).float() for s in sizes]
     out = {"inputs": inputs[0] if single else inputs, "mask": None, "sample_idx": None}
     if mask:
         h, w, ratio = int(mask[0]), int(mask[1]), float(mask[2])
@@ -204,7 +202,9 @@ def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=
     data = make_batch(seed, batch, sizes, single, mask, sample_idx)
     os.makedirs(outdir, exist_ok=True)
     meta = {"source": "upstream oracle", "config": os.path.basename(config)}
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, os.path.join(outdir, "upstream.pth"))
+    torch.save(
+        {"meta": meta, "state_dict": model.state_dict()}, os.path.join(outdir, "upstream.pth")
+    )
     torch.save(data, os.path.join(outdir, "batch.pt"))
     samples = _upstream_samples(cfg.get("default_scope", "mmpretrain"), data)
     inputs = data["inputs"].clone() if single else [v.clone() for v in data["inputs"]]
