@@ -75,6 +75,11 @@ ALGORITHMS: dict[str, Algorithm] = {
                         sizes=(224,), batch=2),
     "simclr": _a("mmpretrain:simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py"),
     "simclr-mmselfsup": _a("mmselfsup:selfsup/simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py"),
+    # group A (contrastive, siamese)
+    # group B (MoCo v3, SwAV, memory banks, clustering, pretext tasks)
+    # group C (SimMIM, MaskFeat, MixMIM, PixMIM, SparK)
+    # group D (BEiT v1/v2, CAE)
+    # group E (EVA, MILAN, CLIP, iTPN, MFF)
 }  # fmt: skip
 
 

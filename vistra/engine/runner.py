@@ -208,6 +208,9 @@ class Runner:
         self.optim_wrapper.initialize_count_status(
             self.model, self.train_loop.iter, self.train_loop.max_iters
         )
+        for module in self.model.modules():  # e.g. CosineEMA anneals over the whole run
+            if hasattr(module, "set_total_steps"):
+                module.set_total_steps(self.train_loop.max_iters)
         if self._loaded_rng is not None:  # last, so nothing after it draws from the RNGs
             B.set_rng_state(self._loaded_rng[min(self.rank, len(self._loaded_rng) - 1)])
         self.watchdog = stopping.start_watchdog(self.cfg, self.dist, self.timestamp, "train")

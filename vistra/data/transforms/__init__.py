@@ -47,3 +47,10 @@ from vistra.data.transforms.resize_to_multiple import ResizeToMultiple
 from vistra.data.transforms.selfsup_formatting import PackSelfSupInputs
 from vistra.data.transforms.tta import TestTimeAug
 from vistra.data.transforms.wrappers import RandomApply, RandomChoice
+
+# the self-supervised zoo's transforms (issue #18): one module per group, imported for registration
+# group A
+# group B
+# group C
+# group D
+# group E

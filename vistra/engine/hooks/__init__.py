@@ -24,3 +24,10 @@ from vistra.engine.hooks.param_scheduler import ParamSchedulerHook
 from vistra.engine.hooks.runtime_info import RuntimeInfoHook
 from vistra.engine.hooks.sampler_seed import DistSamplerSeedHook
 from vistra.engine.hooks.visualization import VisualizationHook
+
+# the self-supervised zoo's hooks (issue #18): one module per group, imported for registration
+# group A
+# group B
+# group C
+# group D
+# group E

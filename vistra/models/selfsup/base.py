@@ -109,3 +109,26 @@ class BaseSelfSupervisor(BaseModel):
         self, inputs: torch.Tensor | list[torch.Tensor], data_samples: Sequence[DataSample] | None
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+
+def stacked_field(data_samples: Sequence[DataSample], name: str) -> torch.Tensor:
+    """``name`` (``'mask'``, ``'sample_idx'``, ...) of every sample, stacked along dim 0.
+
+    Takes both packages' layouts: MMPretrain's ``PackInputs`` stores the tensor itself
+    (``sample.mask``), MMSelfSup's ``PackSelfSupInputs`` an element holding it
+    (``sample.mask.value``); ``sample_idx`` may also be metainfo (an int).
+    """
+    if not data_samples:
+        raise ValueError(f"the batch has no data samples to read {name!r} from")
+    values = []
+    for i, sample in enumerate(data_samples):
+        value = sample.get(name)  # a field or a metainfo key
+        if value is None:
+            raise KeyError(
+                f"data sample {i} has no {name!r}: the pipeline must produce it (e.g. a mask "
+                f"generator) and pack it: PackInputs(algorithm_keys=[{name!r}]) or "
+                "PackSelfSupInputs"
+            )
+        value = getattr(value, "value", value)
+        values.append(torch.as_tensor(value))
+    return torch.stack(values)
