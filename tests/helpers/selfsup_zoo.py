@@ -76,10 +76,13 @@ ALGORITHMS: dict[str, Algorithm] = {
     "simclr": _a("mmpretrain:simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py"),
     "simclr-mmselfsup": _a("mmselfsup:selfsup/simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py"),
     # group A (contrastive, siamese)
-    # group B (MoCo v3, SwAV, memory banks, clustering, pretext tasks)
-    # group C (SimMIM, MaskFeat, MixMIM, PixMIM, SparK)
+    # group B1 (MoCo v3, SwAV, pretext tasks)
+    # group B2 (memory banks, clustering)
+    # group C1 (SimMIM, MaskFeat, PixMIM)
+    # group C2 (MixMIM, SparK)
     # group D (BEiT v1/v2, CAE)
-    # group E (EVA, MILAN, CLIP, iTPN, MFF)
+    # group E1 (CLIP, EVA, MILAN, MFF)
+    # group E2 (iTPN, HiViT MAE)
 }  # fmt: skip
 
 

@@ -27,7 +27,10 @@ from vistra.engine.hooks.visualization import VisualizationHook
 
 # the self-supervised zoo's hooks (issue #18): one module per group, imported for registration
 # group A
-# group B
-# group C
+# group B1
+# group B2
+# group C1
+# group C2
 # group D
-# group E
+# group E1
+# group E2

@@ -29,3 +29,7 @@ __all__ = [
 # all, so that a new family file needs no edit here (the zoo grows one file per family).
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
+
+# the self-supervised zoo's classification backbones (issue #18)
+# group C2
+# group E2
