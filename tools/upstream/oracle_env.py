@@ -14,6 +14,10 @@ runs in, never its behaviour:
   so that upstream PSANet runs at all (the numeric test's maps are a few pixels a side);
 - torch >= 2.6 loads with ``weights_only=True`` by default, which MMEngine 0.10.7 predates;
   the oracle's own files are trusted, so its ``torch.load`` calls get ``weights_only=False``;
+- setuptools >= 81 no longer ships ``pkg_resources``, which MMEngine's config loader
+  imports to find an installed package's configs (the ``mmcls::`` bases of MMSelfSup's
+  benchmark configs): where it is missing, tools/upstream/shims/pkg_resources.py answers
+  ``get_distribution`` from ``importlib.metadata``;
 - NumPy 2.4 removed ``np.in1d`` (deprecated in 2.0 for ``np.isin``), which MMPretrain's
   retrieval metrics call: it is put back as what it was, ``np.isin`` of the flattened input.
 """
@@ -99,6 +103,18 @@ def _restore_in1d() -> None:
 
 
 _restore_in1d()
+
+
+def _pkg_resources_shim() -> None:
+    """Put tools/upstream/shims (a ``pkg_resources`` from importlib.metadata) on the path
+    where setuptools no longer has one (a real file: MMEngine reloads the module)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pkg_resources") is None:
+        sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "shims"))
+
+
+_pkg_resources_shim()
 
 
 def import_package(name: str) -> types.ModuleType:

@@ -48,8 +48,16 @@ SCOPE_PACKAGES = {
 
 
 def load_config(path: str, options: list[str] | None = None):
+    import oracle_env
     from mmengine.config import Config, DictAction  # noqa: F401
 
+    # a config's custom_imports may import mmcls/mmselfsup while it is read: import them
+    # first through oracle_env, which passes their mmcv version check
+    with open(path) as f:
+        text = f.read()
+    for package in ("mmcls", "mmselfsup"):
+        if package in text:
+            oracle_env.import_package(package)
     cfg = Config.fromfile(path)
     if options:
         import argparse

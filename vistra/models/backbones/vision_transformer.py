@@ -131,6 +131,31 @@ def _arch(embed_dims: int, num_layers: int, num_heads: int, feedforward_channels
     )
 
 
+def mmcls_out_type(avg_token: bool | None, output_cls_token: bool | None, out_type: str) -> str:
+    """MMClassification 1.0rc's ``avg_token``/``output_cls_token`` (MMSelfSup 1.x's
+    benchmark configs use them) as MMPretrain's ``out_type``.
+
+    ``avg_token=True, output_cls_token=False`` is ``'avg_featmap'`` (the mean patch token
+    through ``ln2``: the same key), both False is ``'featmap'``, and ``output_cls_token``
+    alone is ``'cls_token'``: vistra's heads take the class token itself where MMCls gave
+    ``[patch map, class token]``. Both True (the averaged map *and* the class token) has no
+    MMPretrain equivalent and is refused.
+    """
+    if out_type != "cls_token":
+        raise ValueError(
+            f"VisionTransformer: give either out_type={out_type!r} or MMCls's avg_token/"
+            "output_cls_token, not both"
+        )
+    avg, cls = bool(avg_token), output_cls_token is None or bool(output_cls_token)
+    if avg and cls:
+        raise ValueError(
+            "VisionTransformer(avg_token=True, output_cls_token=True) (MMCls 1.0rc's averaged "
+            "patch token together with the class token) is not supported; set "
+            "output_cls_token=False for the averaged token (out_type='avg_featmap')"
+        )
+    return "avg_featmap" if avg else ("cls_token" if cls else "featmap")
+
+
 @MODELS.register_module()
 class VisionTransformer(BaseModule):
     """Vision Transformer, `An Image is Worth 16x16 Words <https://arxiv.org/abs/2010.11929>`_.
@@ -181,9 +206,13 @@ class VisionTransformer(BaseModule):
         patch_cfg: dict | None = None,
         layer_cfgs: dict | Sequence[dict] | None = None,
         pre_norm: bool = False,
+        avg_token: bool | None = None,
+        output_cls_token: bool | None = None,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg)
+        if avg_token is not None or output_cls_token is not None:
+            out_type = mmcls_out_type(avg_token, output_cls_token, out_type)
         if out_type not in self.OUT_TYPES:
             raise ValueError(f"unsupported out_type {out_type!r}; choose from {self.OUT_TYPES}")
         self.out_type = out_type
