@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -105,10 +106,14 @@ def selected(full: bool) -> dict[str, str]:
     return {name: FAMILIES[name] for name in names}
 
 
-def vistra_keys(path: Path) -> dict[str, list[int]]:
+def vistra_keys(path: Path, cfg_options: Sequence[str] = ()) -> dict[str, list[int]]:
     """The state_dict shapes of the config's model as vistra builds it (on the meta device:
-    no memory, no init), or raises."""
+    no memory, no init), or raises. ``cfg_options``: ``key=value`` strings applied first."""
     cfg = Config.fromfile(str(path))
+    if cfg_options:
+        from vistra.config.cfg_options import parse_cfg_options
+
+        cfg.merge_from_dict(parse_cfg_options(list(cfg_options)))
     model_cfg = cfg["model"]
     if cfg.get("data_preprocessor") is not None:
         model_cfg.setdefault("data_preprocessor", cfg["data_preprocessor"])

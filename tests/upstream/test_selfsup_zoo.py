@@ -55,7 +55,7 @@ SIZE_STEPS = {
 # backbones whose position embeddings (or windows) are built for one input size
 TRANSFORMER = re.compile(r"ViT|Transformer|BEiT|MixMIM")
 # decoders with a position embedding per patch (``num_patches``, 196 unless told)
-PATCH_DECODERS = {"MAEPretrainDecoder"}
+PATCH_DECODERS = {"MAEPretrainDecoder", "MILANPretrainDecoder"}
 
 
 def _path(name: str) -> Path:
@@ -64,18 +64,23 @@ def _path(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def upstream_keys() -> dict[str, dict[str, list[int]]]:
+def upstream_keys(tmp_path_factory) -> dict[str, dict[str, list[int]]]:
     """The upstream ``{key: shape}`` of every entry (one oracle process)."""
-    paths = {name: _path(name) for name in ALGORITHMS}
-    result = run_oracle_json("models", "keys", *paths.values(), timeout=1200)
-    return {name: result[str(path)] for name, path in paths.items()}
+    jobs = [
+        {"config": str(_path(name)), "cfg_options": list(algorithm.cfg_options)}
+        for name, algorithm in ALGORITHMS.items()
+    ]
+    spec = tmp_path_factory.mktemp("selfsup_keys") / "spec.json"
+    spec.write_text(json.dumps(jobs))
+    result = run_oracle_json("models", "keys-batch", spec, timeout=1200)
+    return {name: result[str(_path(name))] for name in ALGORITHMS}
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_keys_equal_upstream(name, upstream_keys):
     expected = upstream_keys[name]
     assert "error" not in expected, expected
-    ours = vistra_keys(_path(name))
+    ours = vistra_keys(_path(name), selfsup_zoo.ALGORITHMS[name].cfg_options)
     missing, extra = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
     assert not missing and not extra, f"missing {missing[:8]}, unexpected {extra[:8]}"
     assert ours == expected, [(k, ours[k], expected[k]) for k in ours if ours[k] != expected[k]][:5]

@@ -14,7 +14,8 @@
 
 ``oracle.py models keys CONFIG [CONFIG ...]``
     prints {config: {key: shape} or {"error": ...}} for each config's model (built on the
-    meta device where its constructor allows).
+    meta device where its constructor allows). ``models keys-batch SPEC.json`` does the
+    same for a JSON list of ``{"config", "cfg_options"}`` (options applied first).
 
 ``oracle.py models export-batch SPEC.json`` / ``models run-batch SPEC.json``
     ``export`` / ``run`` for many models in one process (the upstream imports are paid
@@ -306,15 +307,31 @@ def cmd_run(args: list[str]) -> int:
     return 0
 
 
-def _keys_of(path: str) -> dict[str, list[int]]:
+def _keys_of(path: str, options: list[str] | None = None) -> dict[str, list[int]]:
     """Built on the meta device (no memory, no initialisation: seconds saved per ViT-L),
     or on the CPU where a constructor needs real values (e.g. a ``.item()``)."""
-    cfg = load_config(path)
+    cfg = load_config(path, options)
     try:
         with torch.device("meta"):
             return _state_shapes(build_model(cfg))
     except Exception:  # noqa: BLE001 - the CPU build reports the real error, if any
-        return _state_shapes(build_model(load_config(path)))
+        return _state_shapes(build_model(load_config(path, options)))
+
+
+def cmd_keys_batch(args: list[str]) -> int:
+    """``keys`` for a JSON list of ``{"config", "cfg_options"}``: prints {config: ...}."""
+    (spec,) = args
+    with open(spec) as f:
+        jobs = json.load(f)
+    result = {}
+    for job in jobs:
+        try:
+            with _logs_to_stderr():
+                result[job["config"]] = _keys_of(job["config"], job.get("cfg_options"))
+        except Exception as exc:  # noqa: BLE001 - reported per config
+            result[job["config"]] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    json.dump(result, sys.stdout)
+    return 0
 
 
 def cmd_keys(args: list[str]) -> int:
@@ -336,6 +353,7 @@ def main(argv: list[str]) -> int:
         "keys": cmd_keys,
         "export-batch": cmd_export_batch,
         "run-batch": cmd_run_batch,
+        "keys-batch": cmd_keys_batch,
     }
     if not argv or argv[0] not in commands:
         print(f"usage: oracle.py models {{{','.join(commands)}}} ...", file=sys.stderr)
