@@ -78,3 +78,20 @@ def test_pack_seg_inputs():
         2,
         2,
     )
+
+
+def test_pack_inputs_gives_a_numpy_mask_as_a_tensor_the_preprocessor_can_move():
+    # SimMIMMaskGenerator writes a numpy mask; MMPretrain's DataSample.set_mask makes it a
+    # tensor (numpy >= 2 arrays have a string ``device`` that the preprocessor tripped on)
+    import numpy as np
+    import torch
+
+    from vistra.data.preprocessor import ImgDataPreprocessor
+    from vistra.data.transforms import PackInputs
+
+    results = {"img": np.zeros((8, 8, 3), np.uint8), "mask": np.ones((2, 2), np.int64)}
+    packed = PackInputs(algorithm_keys=["mask"])(results)
+    assert isinstance(packed["data_samples"].mask, torch.Tensor)
+    batch = {"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]}
+    out = ImgDataPreprocessor()(batch, training=True)
+    assert out["data_samples"][0].mask.tolist() == [[1, 1], [1, 1]]

@@ -93,6 +93,8 @@ class DataSample:
         elif name in self._metainfo:
             self._metainfo[name] = value
         else:
+            if name == "mask" and isinstance(value, np.ndarray):
+                value = torch.from_numpy(value)  # MMPretrain's set_mask: masks are tensors
             self._fields[name] = value
 
     def __getattr__(self, name: str) -> Any:
