@@ -4,19 +4,22 @@ folders of the MMPretrain 1.2.0 wheel (pre-training and benchmarks; plus, in the
 folders, the configs whose model is a pre-training algorithm: BEiT and EVA), the share whose
 ``model`` vistra builds (on the meta device), with each config it does not build and why.
 
-The default suite takes a fixed spread sample of each tree; VISTRA_UPSTREAM_FULL=1
+A config that upstream cannot build either (in the oracle: MMDetection's configs, whose
+package is not installed, and the few that fail in upstream's own code) is listed apart
+and not counted against the target. The default suite takes a fixed spread sample of each tree; VISTRA_UPSTREAM_FULL=1
 (``scripts/test.sh --upstream``) every config, and writes the list to
 ``work_dirs/upstream/selfsup_coverage.txt``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from cls_zoo import CLASSIFIERS, SELF_SUPERVISED
-from oracle_support import FULL, REPO, config_tree, oracle_dir, report, sample
+from oracle_support import FULL, REPO, config_tree, oracle_dir, report, run_oracle_json, sample
 from seg_zoo import vistra_keys
 
 from vistra.config import Config
@@ -87,6 +90,23 @@ def coverage(paths: list[Path], tree: Path) -> tuple[int, int, dict[str, str]]:
     return counted, counted - len(failures), failures
 
 
+def upstream_failures(paths: list[Path], tree: Path) -> dict[str, str]:
+    """Of ``paths``, those whose model the upstream packages cannot build either, with
+    upstream's error (detection configs need MMDetection, which the oracle does not install;
+    the others fail in upstream's own code): they are not counted against vistra."""
+    if not paths:
+        return {}
+    spec = REPO / "work_dirs" / "upstream" / "selfsup_coverage_keys.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(json.dumps([{"config": str(p)} for p in paths]))
+    result = run_oracle_json("models", "keys-batch", spec, timeout=1200)
+    return {
+        str(Path(config).relative_to(tree)): keys["error"][:160]
+        for config, keys in result.items()
+        if "error" in keys
+    }
+
+
 TREES = {"mmselfsup": mmselfsup_configs, "mmpretrain": mmpretrain_configs}
 
 
@@ -98,12 +118,22 @@ def test_vistra_builds_the_self_supervised_zoo(package, monkeypatch):
     monkeypatch.setenv(ROOTS_ENV, str(oracle_dir()))
     tree = config_tree(package)
     counted, built, failures = coverage(sample(TREES[package](), SAMPLE), tree)
+    upstream_too = upstream_failures([tree / name for name in failures], tree)
+    in_scope = counted - len(upstream_too)
     scope = "configs" if FULL else "sampled configs"
     lines = [
         f"{package} self-supervised zoo: vistra builds {built}/{counted} {scope} "
-        f"({built / max(counted, 1):.1%})"
+        f"({built / max(counted, 1):.1%}); of those upstream builds here, {built}/{in_scope} "
+        f"({built / max(in_scope, 1):.1%})"
     ]
-    lines += [f"  not built: {p}: {why}" for p, why in sorted(failures.items())]
+    lines += [
+        f"  not built: {p}: {why}" for p, why in sorted(failures.items()) if p not in upstream_too
+    ]
+    lines += [
+        f"  not built, nor by upstream: {p}: {why} (upstream: {upstream_too[p]})"
+        for p, why in sorted(failures.items())
+        if p in upstream_too
+    ]
     by_folder = Counter("/".join(p.split("/")[:2]) for p in failures)
     if by_folder:
         lines.append(f"  not built by folder: {dict(by_folder.most_common())}")
@@ -113,4 +143,4 @@ def test_vistra_builds_the_self_supervised_zoo(package, monkeypatch):
         out = REPO / "work_dirs" / "upstream" / f"selfsup_coverage_{package}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
-    assert built / counted >= TARGET, "\n".join(lines)
+    assert built / max(in_scope, 1) >= TARGET, "\n".join(lines)
