@@ -53,8 +53,9 @@ VIT = dict(type="VisionTransformer", arch=ARCH, img_size=IMG, patch_size=PATCH)
 ADAMW = dict(type="AdamW", lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05)
 
 
-def _projector(out: int = 64, layers: int = 2) -> dict:
-    return dict(type="NonLinearNeck", in_channels=WIDTH, hid_channels=256, out_channels=out,
+def _projector(out: int = 64, layers: int = 2, width: int = WIDTH) -> dict:
+    """An MLP projector (or, with ``width`` = the projector's output, a predictor)."""
+    return dict(type="NonLinearNeck", in_channels=width, hid_channels=256, out_channels=out,
                 num_layers=layers, with_avg_pool=False, norm_cfg=dict(type="BN1d"))  # fmt: skip
 
 
@@ -86,7 +87,7 @@ METHODS: dict[str, dict] = {
             backbone=dict(type="MoCoV3ViT", arch=ARCH, img_size=IMG, patch_size=PATCH,
                           stop_grad_conv1=True, frozen_stages=-1),
             neck=_projector(layers=3),
-            head=dict(type="MoCoV3Head", predictor=_projector(), temperature=0.2,
+            head=dict(type="MoCoV3Head", predictor=_projector(width=64), temperature=0.2,
                       loss=dict(type="CrossEntropyLoss", loss_weight=2 * 0.2)),
         ),
         pipeline=TWO_VIEWS, optimizer=ADAMW,
@@ -95,7 +96,7 @@ METHODS: dict[str, dict] = {
         model=dict(
             type="BYOL", base_momentum=0.01,
             backbone=dict(VIT), neck=_projector(),
-            head=dict(type="LatentPredictHead", predictor=_projector(),
+            head=dict(type="LatentPredictHead", predictor=_projector(width=64),
                       loss=dict(type="CosineSimilarityLoss")),
         ),
         pipeline=TWO_VIEWS, optimizer=ADAMW,

@@ -50,7 +50,10 @@ GUIDE = "mae/mae_vit-base-p16_8xb512-coslr-400e_in1k.py"  # MMSelfSup's getting-
 # the default sample (a ViT-B step on CPU costs seconds, a ResNet-50 one little): the
 # guide's config and two SimCLR ones; VISTRA_UPSTREAM_FULL adds the AMP, ViT-L and ViT-H ones
 TRAIN = ALL if FULL else [GUIDE, SIMCLR[0], SIMCLR[2]]
-KEYS = ALL if FULL else [*TRAIN, "mae/mae_vit-large-p16_8xb512-amp-coslr-400e_in1k.py"]
+# the keys of the default sample are compared by tests/upstream/test_selfsup_zoo.py (on the
+# meta device); here every config under VISTRA_UPSTREAM_FULL, built for real
+KEYS = ALL if FULL else TRAIN
+KEY_TESTS = ALL if FULL else []
 
 
 def _path(name: str) -> Path:
@@ -67,7 +70,7 @@ def upstream_keys() -> dict[str, dict[str, list[int]]]:
 _KEYS_EQUAL: dict[str, bool] = {}
 
 
-@pytest.mark.parametrize("name", KEYS)
+@pytest.mark.parametrize("name", KEY_TESTS)
 def test_config_builds_with_mmselfsup_keys(name, upstream_keys):
     expected = upstream_keys[name]
     assert "error" not in expected, expected

@@ -93,21 +93,25 @@ def oracle_losses(tmp_path_factory) -> dict[str, Path | str]:
     jobs = [
         selfsup_zoo.oracle_job(algorithm, _path(name), root / name)
         for name, algorithm in COMPARED.items()
+        if not algorithm.loss_skip
     ]
     spec = root / "spec.json"
     spec.write_text(json.dumps(jobs))
     results = json.loads(run_oracle("selfsup", "loss-batch", spec, timeout=1800).stdout)
     return {
         name: root / name if results[str(root / name)] == "ok" else results[str(root / name)]
-        for name in COMPARED
+        for name, algorithm in COMPARED.items()
+        if not algorithm.loss_skip
     }
 
 
 @pytest.mark.parametrize("name", list(COMPARED))
 def test_loss_equals_upstream_on_upstream_weights(name, oracle_losses):
+    algorithm = selfsup_zoo.ALGORITHMS[name]
+    if algorithm.loss_skip:
+        pytest.skip(algorithm.loss_skip)
     folder = oracle_losses[name]
     assert isinstance(folder, Path), f"the oracle failed: {folder}"
-    algorithm = selfsup_zoo.ALGORITHMS[name]
     model = build_vistra_model(_path(name), parse_cfg_options(algorithm.cfg_options))
     load = selfsup_zoo.load_upstream(model, folder)
     assert not (load.unset or load.unexpected), load.table()
@@ -125,6 +129,9 @@ def shrink_views(cfg: Config, size: int) -> None:
         key = SIZE_STEPS.get(step.get("type"))
         if key is not None and step.get(key) is not None:
             step[key] = size
+        # MMPretrain's RandomResizedCrop names its output size ``scale`` (an int)
+        if step.get("type") == "RandomResizedCrop" and isinstance(step.get("scale"), int):
+            step["scale"] = size
 
 
 def shrink_transformer(cfg: Config, size: int) -> None:
@@ -144,6 +151,8 @@ def shrink_transformer(cfg: Config, size: int) -> None:
 @pytest.mark.parametrize("name", list(TRAINED))
 def test_two_training_iterations(name, tmp_path):
     algorithm = selfsup_zoo.ALGORITHMS[name]
+    if algorithm.train_skip:
+        pytest.skip(algorithm.train_skip)
     cfg = Config.fromfile(str(_path(name)))
     shrink_views(cfg, TRAIN_SIZE)
     shrink_transformer(cfg, TRAIN_SIZE)

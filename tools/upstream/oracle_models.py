@@ -96,6 +96,8 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
         for name, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
                 continue
+            if name.endswith("multinomial.prob"):
+                continue  # NPID's alias table: probabilities, which must stay in [0, 1]
             if name.endswith("running_var"):
                 tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
             elif name.endswith("running_mean"):

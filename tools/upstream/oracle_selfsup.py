@@ -13,7 +13,8 @@
 
 ``oracle.py selfsup loss-batch SPEC.json``
     for each job of SPEC (a JSON list of ``{"config", "outdir", "seed", "sizes", "batch",
-    "single", "mask", "sample_idx", "cfg_options"}``, all but the first two optional)
+    "single", "mask", "sample_idx", "pseudo_label", "cfg_options"}``, all but the first two
+    optional; ``pseudo_label``: ``[[name, nested int list], ...]`` every sample carries)
     builds the model, randomises it, and writes ``OUTDIR/upstream.pth``,
     ``OUTDIR/batch.pt`` and ``OUTDIR/losses.pt``. The batch is what a dataloader would
     give the data preprocessor: ``inputs``, one ``(B, 3, s, s)`` tensor of pixel values in
@@ -168,7 +169,7 @@ def make_batch(seed: int, batch: int, sizes, single=False, mask=None, sample_idx
     return out
 
 
-def _upstream_samples(scope: str, batch: dict) -> list:
+def _upstream_samples(scope: str, batch: dict, pseudo_label=None) -> list:
     """The data samples of ``batch`` in the upstream package's own layout."""
     n = (batch["inputs"] if torch.is_tensor(batch["inputs"]) else batch["inputs"][0]).shape[0]
     if scope == "mmselfsup":
@@ -181,6 +182,11 @@ def _upstream_samples(scope: str, batch: dict) -> list:
                 sample.mask = InstanceData(value=batch["mask"][i])
             if batch["sample_idx"] is not None:
                 sample.sample_idx = InstanceData(value=batch["sample_idx"][i : i + 1])
+            if pseudo_label:
+                labels = InstanceData()
+                for name, value in pseudo_label:
+                    setattr(labels, name, torch.tensor(value))
+                sample.pseudo_label = labels
         return samples
     from mmpretrain.structures import DataSample
 
@@ -194,7 +200,7 @@ def _upstream_samples(scope: str, batch: dict) -> list:
 
 
 def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=None,
-              sample_idx=False, cfg_options=None) -> None:  # fmt: skip
+              sample_idx=False, pseudo_label=None, cfg_options=None) -> None:  # fmt: skip
     cfg = load_config(config, cfg_options or [])
     torch.manual_seed(seed)
     model = build_model(cfg)
@@ -206,7 +212,7 @@ def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=
         {"meta": meta, "state_dict": model.state_dict()}, os.path.join(outdir, "upstream.pth")
     )
     torch.save(data, os.path.join(outdir, "batch.pt"))
-    samples = _upstream_samples(cfg.get("default_scope", "mmpretrain"), data)
+    samples = _upstream_samples(cfg.get("default_scope", "mmpretrain"), data, pseudo_label)
     inputs = data["inputs"].clone() if single else [v.clone() for v in data["inputs"]]
     with torch.no_grad():
         processed = model.data_preprocessor({"inputs": inputs, "data_samples": samples}, True)

@@ -137,3 +137,6 @@ class InfiniteSampler(_ResumableSampler):
     def __len__(self) -> int:
         # Like MMEngine: the length of one pass over this rank's shard.
         return math.ceil(len(self.dataset) / self.world_size)
+
+
+from vistra.data import samplers_deepcluster  # noqa: E402,F401  (registers DeepClusterSampler)

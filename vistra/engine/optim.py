@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from vistra.engine import lars, layer_decay_constructor, optim_constructor  # noqa: F401  (registration)
+from vistra.engine import lamb, lars, layer_decay_constructor, optim_constructor  # noqa: F401  (registration)
 from vistra.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 logger = logging.getLogger("vistra")

@@ -376,3 +376,5 @@ __all__ = [
     "StepMomentum", "MultiStepMomentum", "ConstantMomentum", "ExponentialMomentum", "CosineAnnealingMomentum",
     "LinearMomentum", "PolyMomentum", "CosineRestartMomentum", "ReduceOnPlateauMomentum",
 ]  # fmt: skip
+
+from vistra.engine import weight_decay_schedulers  # noqa: E402,F401  (registration; imports this module)

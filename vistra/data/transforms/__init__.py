@@ -8,6 +8,7 @@ registry first looks a name up.
 from vistra.data.transforms import (
     augment_ops,
     auto_augment,
+    beit_transforms,
     efficientnet_crops,
     formatting,
     generate_edge,
@@ -18,6 +19,11 @@ from vistra.data.transforms import (
     resize_to_multiple,
     selfsup,
     selfsup_formatting,
+    selfsup_pretext,
+    selfsup_rotation,
+    selfsup_solarize,
+    simmim_mask,
+    torchvision_wrappers,
     wrappers,
 )
 from vistra.data.transforms.augment_ops import (
@@ -47,13 +53,3 @@ from vistra.data.transforms.resize_to_multiple import ResizeToMultiple
 from vistra.data.transforms.selfsup_formatting import PackSelfSupInputs
 from vistra.data.transforms.tta import TestTimeAug
 from vistra.data.transforms.wrappers import RandomApply, RandomChoice
-
-# the self-supervised zoo's transforms (issue #18): one module per group, imported for registration
-# group A
-# group B1
-# group B2
-# group C1
-# group C2
-# group D
-# group E1
-# group E2

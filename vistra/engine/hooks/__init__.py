@@ -2,6 +2,7 @@
 
 from vistra.engine.hooks import (
     checkpoint_hook,
+    clustering_hooks,
     early_stopping,
     ema,
     iter_timer,
@@ -11,6 +12,8 @@ from vistra.engine.hooks import (
     retriever_hooks,
     runtime_info,
     sampler_seed,
+    simsiam_hook,
+    swav_hook,
     sync_buffers,
     visualization,
 )
@@ -24,13 +27,3 @@ from vistra.engine.hooks.param_scheduler import ParamSchedulerHook
 from vistra.engine.hooks.runtime_info import RuntimeInfoHook
 from vistra.engine.hooks.sampler_seed import DistSamplerSeedHook
 from vistra.engine.hooks.visualization import VisualizationHook
-
-# the self-supervised zoo's hooks (issue #18): one module per group, imported for registration
-# group A
-# group B1
-# group B2
-# group C1
-# group C2
-# group D
-# group E1
-# group E2

@@ -31,5 +31,4 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 # the self-supervised zoo's classification backbones (issue #18)
-# group C2
-# group E2
+from vistra.models.backbones import mixmim  # noqa: E402,F401

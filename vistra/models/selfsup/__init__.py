@@ -1,15 +1,93 @@
 """Self-supervised pre-training: the algorithms of MMPretrain and MMSelfSup 1.x, their
 backbones, necks, heads, losses and target generators (one algorithm per module)."""
 
-from vistra.models.selfsup import linear_neck, mae, momentum, simclr
+# each module registers its types when imported
+from vistra.models.selfsup import (
+    barlowtwins,
+    beit_pretrain,
+    beit_v2,
+    byol,
+    cae,
+    clip_vit,
+    clustering,
+    dall_e,
+    deepcluster,
+    densecl,
+    eva,
+    hog,
+    itpn,
+    latent_heads,
+    linear_neck,
+    mae,
+    mae_hivit,
+    maskfeat,
+    memories,
+    mff,
+    milan,
+    mixmim,
+    moco,
+    mocov3,
+    momentum,
+    multi_cls_head,
+    npid,
+    odc,
+    pixmim,
+    reconstruction_losses,
+    relative_loc,
+    rotation_pred,
+    simclr,
+    similarity_losses,
+    simmim,
+    simmim_vit,
+    simsiam,
+    spark,
+    sparse_layers,
+    swav,
+    two_norm_preprocessor,
+    vqkd,
+)
 
-# group A (contrastive, siamese)
-# group B1 (MoCo v3, SwAV, pretext tasks)
-# group B2 (memory banks, clustering)
-# group C1 (SimMIM, MaskFeat, PixMIM)
-# group C2 (MixMIM, SparK)
-# group D (BEiT v1/v2, CAE)
-# group E1 (CLIP, EVA, MILAN, MFF)
-# group E2 (iTPN, HiViT MAE)
-
-__all__ = ["linear_neck", "mae", "momentum", "simclr"]
+__all__ = [
+    "barlowtwins",
+    "beit_pretrain",
+    "beit_v2",
+    "byol",
+    "cae",
+    "clip_vit",
+    "clustering",
+    "dall_e",
+    "deepcluster",
+    "densecl",
+    "eva",
+    "hog",
+    "itpn",
+    "latent_heads",
+    "linear_neck",
+    "mae",
+    "mae_hivit",
+    "maskfeat",
+    "memories",
+    "mff",
+    "milan",
+    "mixmim",
+    "moco",
+    "mocov3",
+    "momentum",
+    "multi_cls_head",
+    "npid",
+    "odc",
+    "pixmim",
+    "reconstruction_losses",
+    "relative_loc",
+    "rotation_pred",
+    "simclr",
+    "similarity_losses",
+    "simmim",
+    "simmim_vit",
+    "simsiam",
+    "spark",
+    "sparse_layers",
+    "swav",
+    "two_norm_preprocessor",
+    "vqkd",
+]

@@ -88,8 +88,8 @@ class NonLinearNeck(BaseModule):
                 "out_indices to a single stage (e.g. out_indices=(3,) for a ResNet)"
             )
         feat = x[0]
-        if self.vit_backbone:
-            feat = feat[-1]
+        if self.vit_backbone and isinstance(feat, (list, tuple)):
+            feat = feat[-1]  # MMCls's [patch map, class token]: the class token
         if self.with_avg_pool:
             feat = self.avgpool(feat)
         feat = _norm_2d(self.bn0, self.fc0(feat.flatten(1)))
