@@ -82,10 +82,13 @@ def build_model(cfg):
     model_cfg = cfg.model
     if cfg.get("data_preprocessor") is not None and "data_preprocessor" not in model_cfg:
         model_cfg["data_preprocessor"] = cfg.data_preprocessor
-    # the config's scope in force for this build only: one process may build models of
-    # several packages in turn (a batch of MMSelfSup and MMPretrain configs)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(model_cfg)
+    # a new scope instance is the current one (MMEngine's rule: the latest created), so each
+    # build runs under its own config's scope, and what the caller builds next (optimizer
+    # constructors, ...) does too: one process may build models of several packages in turn
+    DefaultScope.get_instance(
+        f"oracle-{scope}-{len(DefaultScope._instance_dict)}", scope_name=scope
+    )
+    model = MODELS.build(model_cfg)
     return revert_sync_batchnorm(model).eval()
 
 
