@@ -5,6 +5,7 @@
 #   --zoo        train every family of the segmentation zoo from its upstream config, and
 #                every shipped config (the default suite trains a light sample of each)
 #   --faults     the fault-injection tests at full count (20 kill -9 checkpoint writes,
+#                a SIGSTOPped torchrun rank,
 #                10+10 SIGTERM resumes; tests/faults; the default suite runs a small sample)
 # Other arguments go to pytest (e.g. scripts/test.sh tests/config -x).
 set -euo pipefail
@@ -29,7 +30,7 @@ for arg in ${args[@]+"${args[@]}"}; do
 done
 if [ "$has_path" -eq 0 ]; then
     [ -z "${VISTRA_UPSTREAM_FULL:-}" ] || args+=(tests/upstream)
-    [ -z "${VISTRA_FAULTS_FULL:-}" ] || args+=(tests/faults)
+    [ -z "${VISTRA_FAULTS_FULL:-}" ] || args+=(tests/faults tests/dist/test_torchrun.py)
     [ -z "${VISTRA_ZOO_FULL:-}" ] || args+=(tests/upstream/test_seg_zoo_train.py tests/configs/test_config_tree.py)
 fi
 set +e

@@ -222,15 +222,24 @@ def test_scoped_variant_is_picked_by_prefix_scope_key_and_default_scope():
     assert reg.scopes_of("Stem") == ["mmseg"]
 
 
-def test_sole_variant_is_found_without_scope_and_mmcls_means_mmpretrain():
-    from vistra.registry import default_scope, normalise_scope
+def test_sole_variant_is_found_without_scope_and_mmcls_falls_back_to_mmpretrain():
+    from vistra.registry import default_scope
 
     reg = make_scoped_registry()
     assert reg.get("OnlySelfSup").__name__ == "OnlySelfSup"
     assert "OnlySelfSup" in reg.keys()
-    assert normalise_scope("mmcls") == "mmpretrain"
     with default_scope("mmcls"):
-        assert reg.get("Stem").__name__ == "PretrainStem"
+        assert reg.get("Stem").__name__ == "PretrainStem"  # no mmcls variant: mmpretrain's
+    assert reg.get("mmcls.Stem").__name__ == "PretrainStem"
+
+    class OldStem:  # an mmcls-only variant (MMCls 1.0rc's BEiT backbone, say)
+        pass
+
+    reg.register_module(name="Stem", scope="mmcls", module=OldStem)
+    with default_scope("mmcls"):
+        assert reg.get("Stem") is OldStem
+    with default_scope("mmpretrain"):
+        assert reg.get("Stem").__name__ == "PretrainStem"  # and it does not leak into mmpretrain
 
 
 def test_scoped_registration_clash_names_the_scope():

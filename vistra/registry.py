@@ -12,8 +12,9 @@ MMSelfSup's ``ResNet`` counts the stem as ``out_indices`` 0; MMSegmentation's
 picks the variant of the scope in force, else the plain entry. The scope in force is, in
 order: a prefix in the name (``mmseg.ResNetV1c``), a ``_scope_`` key in the config dict
 being built (for it and everything it builds), the :func:`default_scope` context (the
-Runner enters the config's ``default_scope``). ``mmcls`` is MMPretrain's former name and
-means ``mmpretrain``.
+Runner enters the config's ``default_scope``). ``mmcls`` is MMPretrain's former name: a
+lookup in scope ``mmcls`` takes an ``mmcls`` variant where one is registered (MMCls 1.0rc's
+``BEiT`` backbone, which MMPretrain's ``BEiT`` algorithm shadows), else ``mmpretrain``'s.
 """
 
 from __future__ import annotations
@@ -29,16 +30,21 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-# Package names a scope may be given as, and the scope they mean.
-SCOPE_ALIASES = {"mmcls": "mmpretrain", "mmpretrain": "mmpretrain"}
+# Scopes whose lookups fall back to another package's variants, in the order tried.
+SCOPE_FALLBACKS = {"mmcls": ("mmcls", "mmpretrain")}
 _SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("vistra_scope", default=None)
 
 
 def normalise_scope(scope: str | None) -> str | None:
-    """``'mmcls'`` -> ``'mmpretrain'``; other names (``'mmseg'``, ``'mmselfsup'``) unchanged."""
+    """``''`` -> None; a package name (``'mmseg'``, ``'mmcls'``) unchanged."""
+    return scope or None
+
+
+def lookup_scopes(scope: str | None) -> tuple[str, ...]:
+    """The scopes whose variants a lookup in ``scope`` takes, in order."""
     if not scope:
-        return None
-    return SCOPE_ALIASES.get(scope, scope)
+        return ()
+    return SCOPE_FALLBACKS.get(scope, (scope,))
 
 
 def current_scope() -> str | None:
@@ -173,8 +179,9 @@ class Registry:
         prefix, key = _split_scope(name)
         self._import_locations()
         scope = prefix or normalise_scope(scope) or current_scope()
-        if scope and (scope, key) in self._scoped:
-            return self._scoped[(scope, key)]
+        for candidate in lookup_scopes(scope):
+            if (candidate, key) in self._scoped:
+                return self._scoped[(candidate, key)]
         if key in self._modules:
             return self._modules[key]
         variants = [obj for (_, k), obj in self._scoped.items() if k == key]

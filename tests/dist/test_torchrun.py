@@ -4,6 +4,7 @@ on CPU): equality with one process, loopback "nodes", ports, exact resume, rank 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
 import time
@@ -191,12 +192,20 @@ def test_stop_on_one_rank_then_resume_is_bit_identical_without_replay(tmp_path):
         assert resumed_ids == full_ids  # 4 before the stop, 2 after: none repeated, none lost
 
 
+# A SIGSTOPped rank takes ~40 s to end (torchrun waits out its own grace period before
+# SIGKILL): under VISTRA_FAULTS_FULL only; the hung rank checks the same watchdog path.
+FAULTS_FULL = os.environ.get("VISTRA_FAULTS_FULL", "") not in ("", "0")
+
+
 @pytest.mark.parametrize(
     ("hook", "expected"),
     [
-        (
+        pytest.param(
             "dict(type='SignalAtIterHook', at_iter=2, sig='SIGSTOP', rank=1)",
             "rank 1 stopped responding",
+            marks=pytest.mark.skipif(
+                not FAULTS_FULL, reason="~40 s: scripts/test.sh --faults runs it"
+            ),
         ),
         (
             "dict(type='SleepAtIterHook', at_iter=2, rank=1)",

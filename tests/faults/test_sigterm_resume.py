@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 MAX_EPOCHS = 3
 SAMPLES, VAL_SAMPLES, BATCH = 24, 10, 4  # TINY_CLS
 MODES = {  # world size -> trials (default sample, full)
-    1: trials(2, 10),
+    1: trials(1, 10),
     2: trials(1, 10),
 }
 STOPPED = re.compile(r"stopped by SIGTERM after iteration (\d+)")

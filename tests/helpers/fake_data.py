@@ -254,5 +254,6 @@ WRITERS = {
     "VOC": write_voc_cls,
     "CUB": write_cub,
     "ImageNet21k": write_imagenet_like,
+    "DeepClusterImageNet": write_imagenet_like,
     "InShop": write_inshop,
 }

@@ -63,9 +63,16 @@ def shrink(cfg: Config, data_root: Path) -> None:
 
 def dataloaders(cfg: Config) -> list:
     """Every dataloader section: the ``*_dataloader`` keys (train/val/test and others, such
-    as a retriever config's query and gallery loaders) and the dataloader configs inside
-    the model (a retriever's ``prototype``: a copy of the gallery loader, not a reference)."""
+    as a retriever config's query and gallery loaders), those of custom hooks (DeepCluster's
+    ``extract_dataloader``) and the dataloader configs inside the model (a retriever's
+    ``prototype``: a copy of the gallery loader, not a reference)."""
     loaders = [cfg[k] for k in cfg if k.endswith("_dataloader") and cfg[k] is not None]
+    loaders += [
+        hook[k]
+        for hook in cfg.get("custom_hooks") or []
+        for k in hook
+        if k.endswith("_dataloader") and isinstance(hook[k], dict)
+    ]
     loaders += [
         part
         for part in dicts_in(cfg.get("model"))

@@ -21,7 +21,7 @@ from oracle_support import FULL, config_tree, report, run_oracle_json, sample
 from vistra.config import Config
 from vistra.registry import MODELS, default_scope
 
-SAMPLE = 40
+SAMPLE = 24
 # weight initialisers, and the data a retriever's prototype or a tokenizer config carries
 SKIPPED_KEYS = ("init_cfg", "prototype", "pipeline", "dataset", "sampler")
 UNKNOWN_TYPE = re.compile(r"unknown \w[\w ]* type '([^']+)'")

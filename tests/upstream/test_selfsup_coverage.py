@@ -68,10 +68,17 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
-def coverage(paths: list[Path], tree: Path) -> tuple[int, int, dict[str, str]]:
-    """(configs with a model, of them built, {config: why not built})."""
+FOLDERS: Counter = Counter()  # configs with a model per top folder, of the last coverage()
+
+
+def coverage(
+    paths: list[Path], tree: Path, built_keys: dict[str, dict] | None = None
+) -> tuple[int, int, dict[str, str]]:
+    """(configs with a model, of them built, {config: why not built}); the state_dict
+    shapes of each config built go into ``built_keys`` when given."""
     failures: dict[str, str] = {}
     counted = 0
+    FOLDERS.clear()
     for path in paths:
         name = str(path.relative_to(tree))
         try:
@@ -79,15 +86,45 @@ def coverage(paths: list[Path], tree: Path) -> tuple[int, int, dict[str, str]]:
         except Exception as exc:  # noqa: BLE001 - a config vistra cannot read counts as not built
             failures[name] = f"config: {_reason(exc)}"
             counted += 1
+            FOLDERS[name.split("/")[0]] += 1
             continue
         if kind is None:
             continue  # not a model config
         counted += 1
+        FOLDERS[name.split("/")[0]] += 1
         try:
-            vistra_keys(path)
+            keys = vistra_keys(path)
         except Exception as exc:  # noqa: BLE001 - each is listed with its reason
             failures[name] = _reason(exc)
+            continue
+        if built_keys is not None:
+            built_keys[str(path)] = keys
     return counted, counted - len(failures), failures
+
+
+def upstream_keys(paths: list[str], name: str) -> dict[str, dict]:
+    """{config: its upstream state_dict shapes, or {'error': ...}} from one oracle process."""
+    spec = REPO / "work_dirs" / "upstream" / f"selfsup_coverage_{name}.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(json.dumps([{"config": p} for p in paths]))
+    return run_oracle_json("models", "keys-batch", spec, timeout=1800)
+
+
+def key_mismatches(ours: dict[str, dict], tree: Path, package: str) -> list[str]:
+    """The built configs whose keys or shapes differ from upstream's (one line each)."""
+    theirs = upstream_keys(sorted(ours), f"{package}_built_keys")
+    lines = []
+    for config, keys in sorted(ours.items()):
+        name, expected = str(Path(config).relative_to(tree)), theirs[config]
+        if "error" in expected:
+            continue  # upstream cannot build it: nothing to compare with
+        missing, extra = sorted(set(expected) - set(keys)), sorted(set(keys) - set(expected))
+        shapes = [k for k in keys if k in expected and keys[k] != expected[k]]
+        if missing or extra or shapes:
+            lines.append(
+                f"{name}: missing {missing[:4]}, unexpected {extra[:4]}, shape {shapes[:4]}"
+            )
+    return lines
 
 
 def upstream_failures(paths: list[Path], tree: Path) -> dict[str, str]:
@@ -96,10 +133,7 @@ def upstream_failures(paths: list[Path], tree: Path) -> dict[str, str]:
     the others fail in upstream's own code): they are not counted against vistra."""
     if not paths:
         return {}
-    spec = REPO / "work_dirs" / "upstream" / "selfsup_coverage_keys.json"
-    spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps([{"config": str(p)} for p in paths]))
-    result = run_oracle_json("models", "keys-batch", spec, timeout=1200)
+    result = upstream_keys([str(p) for p in paths], "keys")
     return {
         str(Path(config).relative_to(tree)): keys["error"][:160]
         for config, keys in result.items()
@@ -117,7 +151,8 @@ def test_vistra_builds_the_self_supervised_zoo(package, monkeypatch):
     # detection is outside vistra, so those configs count as not built)
     monkeypatch.setenv(ROOTS_ENV, str(oracle_dir()))
     tree = config_tree(package)
-    counted, built, failures = coverage(sample(TREES[package](), SAMPLE), tree)
+    built_keys: dict[str, dict] | None = {} if FULL else None
+    counted, built, failures = coverage(sample(TREES[package](), SAMPLE), tree, built_keys)
     upstream_too = upstream_failures([tree / name for name in failures], tree)
     in_scope = counted - len(upstream_too)
     scope = "configs" if FULL else "sampled configs"
@@ -134,13 +169,28 @@ def test_vistra_builds_the_self_supervised_zoo(package, monkeypatch):
         for p, why in sorted(failures.items())
         if p in upstream_too
     ]
+    missed = Counter(p.split("/")[0] for p in failures)
+    if package == "mmselfsup":  # selfsup/ (pre-training and fine-tuning), benchmarks/, tsne/
+        lines.append(
+            "  by folder: "
+            + ", ".join(f"{f}/ {n - missed[f]}/{n}" for f, n in sorted(FOLDERS.items()))
+        )
     by_folder = Counter("/".join(p.split("/")[:2]) for p in failures)
     if by_folder:
         lines.append(f"  not built by folder: {dict(by_folder.most_common())}")
     for line in lines:
         report(line)
+    # every config built has upstream's keys and shapes (the whole tree: under FULL only)
+    mismatches = key_mismatches(built_keys, tree, package) if built_keys else []
+    if built_keys:
+        lines.append(
+            f"  keys and shapes equal upstream's for {len(built_keys) - len(mismatches)}"
+            f"/{len(built_keys)} configs built"
+        )
+        lines += [f"  keys differ: {line}" for line in mismatches]
     if FULL:
         out = REPO / "work_dirs" / "upstream" / f"selfsup_coverage_{package}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
     assert built / max(in_scope, 1) >= TARGET, "\n".join(lines)
+    assert not mismatches, "\n".join(lines)

@@ -1,5 +1,6 @@
 """Datasets (registered in ``DATASETS``): the MMEngine-style base class, classification
-datasets (CustomDataset, ImageNet, CIFAR10/100, MNIST, VOC multi-label, CUB, ImageNet-21k) and the synthetic shapes datasets.
+datasets (CustomDataset, ImageNet, CIFAR10/100, MNIST, VOC multi-label, CUB, ImageNet-21k,
+DeepClusterImageNet) and the synthetic shapes datasets.
 
 Every module is imported here so that its ``@DATASETS.register_module()`` runs when the
 registry first looks a name up.
@@ -12,6 +13,7 @@ from vistra.data.datasets import (
     cityscapes,
     cub,
     custom,
+    deepcluster,
     feetarch,
     imagenet,
     inshop,

@@ -206,17 +206,14 @@ class SelfSupBEiTViT(BEiTPretrainViT):
         self.avg_token, self.output_cls_token = avg_token, output_cls_token
 
 
+@MODELS.register_module(name="BEiT", scope="mmcls")
 class MMClsBEiT(BEiTViT):
     """mmcls 1.0rc's ``BEiT`` classification backbone (the ``BEiT`` that MMSelfSup's
     fine-tuning configs name under ``mmcls::`` bases): :class:`BEiTViT` with
     ``avg_token``/``output_cls_token`` for ``out_type`` and mmcls's defaults. Same keys.
 
-    Not registered yet (half done, on purpose): under the registry's rule ``mmcls`` is an
-    alias of ``mmpretrain``, whose ``BEiT`` is the pre-training algorithm, so a
-    ``register_module(name='BEiT', scope='mmcls')`` here would replace the algorithm for
-    MMPretrain configs. It becomes usable once the registry keeps ``mmcls`` as a scope of
-    its own (falling back to ``mmpretrain``) and configs on ``mmcls::`` bases keep
-    ``default_scope='mmcls'``.
+    Registered for scope ``mmcls`` only: in MMPretrain (and for every other scope) ``BEiT``
+    is the pre-training algorithm; a lookup in ``mmcls`` takes this first.
     """
 
     def __init__(
