@@ -214,7 +214,12 @@ def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=
     torch.save(data, os.path.join(outdir, "batch.pt"))
     samples = _upstream_samples(cfg.get("default_scope", "mmpretrain"), data, pseudo_label)
     inputs = data["inputs"].clone() if single else [v.clone() for v in data["inputs"]]
-    with torch.no_grad():
+    memory = (cfg.model.get("memory_bank") or {}).get("type", "")
+    odc = memory.endswith("ODCMemory")
+    on_cpu = _cpu_collectives() if odc else contextlib.nullcontext()
+    with torch.no_grad(), on_cpu:
+        if odc:
+            _init_odc_memory(model.memory_bank, seed, outdir)
         processed = model.data_preprocessor({"inputs": inputs, "data_samples": samples}, True)
         if isinstance(processed, (tuple, list)):  # MMSelfSup's preprocessors return a pair
             processed = dict(zip(("inputs", "data_samples"), processed))
@@ -222,6 +227,41 @@ def _loss_job(config, outdir, seed=0, sizes=(224,), batch=2, single=False, mask=
         losses = model(**processed, mode="loss")
     kept = {k: v.detach().clone() for k, v in losses.items() if torch.is_tensor(v)}
     torch.save(kept, os.path.join(outdir, "losses.pt"))
+
+
+@contextlib.contextmanager
+def _cpu_collectives():
+    """Let upstream code written for GPUs and a process group run here: MMSelfSup's
+    ``ODCMemory`` calls ``.cuda()`` and ``torch.distributed`` unconditionally. Inside the
+    block ``Tensor.cuda`` returns the tensor itself, and a one-process gloo group exists
+    (its collectives are then no-ops, as on one GPU)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    created = not dist.is_initialized()
+    if created:
+        store = os.path.join(tempfile.mkdtemp(prefix="oracle-dist-"), "store")
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+        if created:
+            dist.destroy_process_group()
+
+
+def _init_odc_memory(memory, seed: int, outdir: str) -> None:
+    """ODC's memory as its clustering hook leaves it before training (``init_memory``):
+    seeded features, labels ``arange(length) % num_classes`` (no cluster empty). Saved to
+    ``OUTDIR/memory_init.pt`` for the other side to initialise its memory the same way."""
+    length = memory.label_bank.numel()
+    feature = torch.randn(length, memory.feat_dim, generator=torch.Generator().manual_seed(seed))
+    label = torch.arange(length) % memory.num_classes
+    torch.save({"feature": feature, "label": label}, os.path.join(outdir, "memory_init.pt"))
+    memory.init_memory(feature.numpy().copy(), label.numpy())
 
 
 def cmd_loss_batch(args: list[str]) -> int:
