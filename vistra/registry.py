@@ -108,6 +108,8 @@ class Registry:
         self._scoped: dict[tuple[str, str], Any] = {}  # (scope, name) -> a package's variant
         self._locations = list(locations or [])
         self._imported = False
+        # name prefix -> a function that registers that family on first use
+        self._prefix_loaders: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ registration
     def register_module(
@@ -161,6 +163,20 @@ class Registry:
                 )
             table[slot] = obj
 
+    def register_prefix_loader(self, prefix: str, loader: Any) -> None:
+        """Call ``loader()`` (which registers names starting with ``prefix``) the first
+        time a name with that prefix is looked up: e.g. ``torchvision/<Name>``, whose
+        registration imports torchvision, which costs every process ~1.5 s otherwise."""
+        self._prefix_loaders[prefix] = loader
+
+    def _load_prefix(self, key: str) -> bool:
+        for prefix, loader in list(self._prefix_loaders.items()):
+            if key.startswith(prefix):
+                del self._prefix_loaders[prefix]
+                loader()
+                return True
+        return False
+
     # ------------------------------------------------------------------ lookup
     def _import_locations(self) -> None:
         if self._imported:
@@ -185,6 +201,8 @@ class Registry:
         if key in self._modules:
             return self._modules[key]
         variants = [obj for (_, k), obj in self._scoped.items() if k == key]
+        if not variants and self._load_prefix(key):
+            return self.get(name, scope)
         return variants[0] if len(variants) == 1 else None
 
     def scopes_of(self, name: str) -> list[str]:

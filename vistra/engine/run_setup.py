@@ -141,15 +141,21 @@ def pretty_config(cfg: Any) -> str:
 
 
 def _environment_report(dist_info: DistInfo, seed: int, cfg: Any) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
-    import torchvision
+
+    try:  # the installed version, without importing torchvision (~1.5 s)
+        torchvision_version = version("torchvision")
+    except PackageNotFoundError:
+        torchvision_version = "not installed"
 
     rows = [
         ("sys.platform", sys.platform),
         ("Python", sys.version.replace("\n", "")),
         ("machine", platform.machine()),
         ("PyTorch", torch.__version__),
-        ("TorchVision", torchvision.__version__),
+        ("TorchVision", torchvision_version),
         ("NumPy", numpy.__version__),
         ("vistra", vistra.__version__),
         ("CUDA available", torch.cuda.is_available()),

@@ -126,4 +126,6 @@ def register_torchvision() -> list[str]:
     return names
 
 
-VISION_TRANSFORMS = register_torchvision()
+# registered when a config first names one: importing torchvision here would slow every
+# process's start-up by ~1.5 s (torchvision.ops imports torch._dynamo)
+TRANSFORMS.register_prefix_loader("torchvision/", register_torchvision)
