@@ -198,3 +198,19 @@ def test_metrics_read_datasamples_through_the_evaluator():
     assert out == pytest.approx(
         {"accuracy/top1": 50.0, "accuracy/top5": 75.0, "single-label/recall": (100 / 3 + 100) / 6}
     )
+
+
+def test_confusion_matrix_counts_rows_true_columns_predicted():
+    from vistra.evaluation.metrics import ConfusionMatrix
+
+    matrix = ConfusionMatrix.calculate([0, 1, 1, 3], [0, 2, 1, 3], num_classes=4)
+    expected = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    assert matrix.tolist() == expected
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    metric = ConfusionMatrix()
+    samples = [{"pred_score": s, "gt_label": torch.tensor([g])} for s, g in zip(scores, [0, 0, 1])]
+    metric.process(None, samples)
+    result = metric.evaluate(3)
+    assert result["confusion_matrix/result"].tolist() == [[1, 1], [1, 0]]
+    with pytest.raises(ValueError, match="needs num_classes"):
+        ConfusionMatrix.calculate([0, 1], [0, 1])

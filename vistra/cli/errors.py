@@ -34,6 +34,9 @@ _USER_ERRORS = (
     ("vistra.dist.launch", "LaunchError"),
     ("vistra.data.errors", "DataError"),
     ("vistra.model_index", "ModelIndexError"),
+    # [helper-2] begin
+    ("vistra.analysis.errors", "AnalysisError"),
+    # [helper-2] end
 )
 _RUNTIME_ERRORS = (("vistra.engine.failures", "TrainingError"),)
 

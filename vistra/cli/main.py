@@ -12,6 +12,14 @@ COMMANDS = {
     "print-config": "vistra.cli.print_config",
     "migrate-config": "vistra.cli.migrate_config",
     "list-models": "vistra.cli.list_models",
+    "infer": "vistra.cli.infer",
+    "export": "vistra.cli.export",
+    "analyze-logs": "vistra.cli.analyze_logs",
+    "get-flops": "vistra.cli.get_flops",
+    "confusion-matrix": "vistra.cli.confusion_matrix",
+    "browse-dataset": "vistra.cli.browse_dataset",
+    "analyze-results": "vistra.cli.analyze_results",
+    "benchmark": "vistra.cli.benchmark",
 }
 
 USAGE = """usage: vistra [--debug] <command> [args]
@@ -23,6 +31,14 @@ commands:
   print-config CONFIG [flags]     print the merged config
   migrate-config OLD.py NEW.py    write a 0.x (MMCV runner) config in the 1.x schema
   list-models [PATTERN] [flags]   the model-zoo configs vistra ships or can load, with URLs
+  infer CONFIG CKPT INPUT...      predict images, a folder or a list with a trained model
+  export CONFIG CKPT --format F   export to onnx, torchscript, exported-program or safetensors
+  analyze-logs plot_curve|cal_train_time LOG.json...   plot or time training logs
+  get-flops CONFIG [--shape H W]  FLOPs and parameters per module
+  confusion-matrix CONFIG PRED    confusion matrix (PNG, CSV) from `vistra test --out` results
+  browse-dataset CONFIG           draw the training pipeline's output to PNGs
+  analyze-results CONFIG PRED     draw the best and worst predictions
+  benchmark CONFIG [CKPT]         inference images/s on the current device
 
 Errors are one line; --debug (or VISTRA_DEBUG=1) prints the full traceback.
 """

@@ -1,6 +1,6 @@
 """Metrics registered in METRICS under their OpenMMLab names."""
 
-from vistra.evaluation.metrics.accuracy import Accuracy, SingleLabelMetric
+from vistra.evaluation.metrics.accuracy import Accuracy, ConfusionMatrix, SingleLabelMetric
 from vistra.evaluation.metrics.average_precision import (
     AveragePrecision,
     VOCAveragePrecision,
@@ -13,6 +13,7 @@ from vistra.evaluation.metrics.retrieval import RetrievalAveragePrecision, Retri
 __all__ = [
     "Accuracy",
     "AveragePrecision",
+    "ConfusionMatrix",
     "IoUMetric",
     "MultiLabelMetric",
     "SingleLabelMetric",
