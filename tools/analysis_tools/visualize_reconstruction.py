@@ -20,7 +20,8 @@ import sys
 import torch
 
 from vistra.checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict
-from vistra.config import CfgOptionsAction, Config
+from vistra.cli.common import add_cfg_options
+from vistra.config import Config
 from vistra.data.collate import pseudo_collate
 from vistra.data.transforms.base import Compose
 from vistra.registry import MODELS
@@ -49,9 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device"
     )
-    parser.add_argument(
-        "--cfg-options", nargs="+", action=CfgOptionsAction, default=None, metavar="KEY=VALUE"
-    )
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     args.checkpoint = args.checkpoint or args.checkpoint_opt
     args.img_path = args.img_path or args.img_path_opt

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vistra.cli.common import UsageError, load_config, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="success/ and fail/ go here")
     p.add_argument("--topk", type=int, default=20, help="images per folder (default 20)")
     p.add_argument("--rescale-factor", "-r", type=float, help="scale the images by this factor")
-    p.add_argument(
-        "--cfg-options", nargs="+", action=CfgOptionsAction, default=None, metavar="KEY=VALUE"
-    )
+    add_cfg_options(p)
     return p
 
 

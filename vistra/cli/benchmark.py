@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vistra.cli.common import UsageError, load_config, notice, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, notice, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,14 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="work_dir",
         help="where fps_<timestamp>.json goes (default ./work_dirs/<config name>)",
     )
-    p.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default=None,
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. test_dataloader.num_workers=4",
-    )
+    add_cfg_options(p, "test_dataloader.num_workers=4")
     return p
 
 

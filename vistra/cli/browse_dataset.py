@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vistra.cli.common import UsageError, load_config, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction
 
 MODES = ("original", "transformed", "concat", "pipeline")
 
@@ -56,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--show", action="store_true", help="show each image in a window")
     p.add_argument("--not-show", action="store_true", help="never open a window")
-    p.add_argument(
-        "--cfg-options", nargs="+", action=CfgOptionsAction, default=None, metavar="KEY=VALUE"
-    )
+    add_cfg_options(p)
     return p
 
 

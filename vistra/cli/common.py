@@ -17,6 +17,18 @@ class UsageError(ValueError):
     """A flag combination or value that cannot work; reported as one line."""
 
 
+def add_cfg_options(parser: argparse.ArgumentParser, example: str = "") -> None:
+    """``--cfg-options KEY=VALUE ...``, MMEngine's grammar (every command that reads a config)."""
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=CfgOptionsAction,
+        default=None,
+        metavar="KEY=VALUE",
+        help=f"override config keys, e.g. {example}" if example else "override config keys",
+    )
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work-dir",
@@ -24,14 +36,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         dest="work_dir",
         help="where logs and checkpoints go (default ./work_dirs/<config name>)",
     )
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default=None,
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. model.backbone.depth=101; repeatable",
-    )
+    add_cfg_options(parser, "model.backbone.depth=101; repeatable")
     parser.add_argument(
         "--launcher",
         choices=["none", "pytorch", "slurm", "mpi"],

@@ -27,9 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vistra.cli.common import UsageError, load_config, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction
 
 CLS_CMAP, SEG_CMAP = "viridis", "winter"
 SEG_TITLE = "Normalized Confusion Matrix"
@@ -70,9 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir",
         help="with a checkpoint: keep the test run's log here (default: a temporary folder)",
     )
-    p.add_argument(
-        "--cfg-options", nargs="+", action=CfgOptionsAction, default=None, metavar="KEY=VALUE"
-    )
+    add_cfg_options(p)
     return p
 
 

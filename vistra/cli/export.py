@@ -13,9 +13,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vistra.cli.common import UsageError, load_config, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction
 
 if TYPE_CHECKING:  # the deployment package imports torch: only when the command runs
     from vistra.deployment.export import ExportOptions
@@ -67,14 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--atol", type=float, default=1e-4, help="largest abs difference to PyTorch allowed"
     )
     p.add_argument("--device", default="cpu", help="device to trace and verify on (cpu, cuda)")
-    p.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default=None,
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. model.test_cfg.mode=whole",
-    )
+    add_cfg_options(p, "model.test_cfg.mode=whole")
     return p
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vistra.cli.common import UsageError, load_config, run_reporting_errors
+from vistra.cli.common import UsageError, add_cfg_options, load_config, run_reporting_errors
 from vistra.cli.errors import ArgumentParser
-from vistra.config import CfgOptionsAction, ConfigError
+from vistra.config import ConfigError
 from vistra.registry import RegistryError
 
 SPLIT = "=" * 30
@@ -32,14 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--depth", type=int, default=2, help="module levels in the table (default 2; 0: none)"
     )
-    p.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default=None,
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. model.backbone.depth=101",
-    )
+    add_cfg_options(p, "model.backbone.depth=101")
     return p
 
 

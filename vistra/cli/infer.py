@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vistra.cli.common import add_cfg_options
 from vistra.cli.errors import ArgumentParser, run_reporting_errors
-from vistra.config import CfgOptionsAction
 
 PROG = "vistra infer"
 
@@ -32,14 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     p.add_argument("--opacity", type=float, default=0.8, help="segmentation overlay opacity")
-    p.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        default=None,
-        metavar="KEY=VALUE",
-        help="override config keys",
-    )
+    add_cfg_options(p)
     return p
 
 

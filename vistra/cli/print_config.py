@@ -13,8 +13,9 @@ import argparse
 import os
 import sys
 
+from vistra.cli.common import add_cfg_options
 from vistra.cli.errors import ArgumentParser, run_reporting_errors
-from vistra.config import CfgOptionsAction, Config
+from vistra.config import Config
 from vistra.config.formats import dump_json
 from vistra.config.legacy import legacy_markers, split_cfg_options, upgrade_config
 
@@ -28,13 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a config after _base_ inheritance, placeholders and --cfg-options.",
     )
     parser.add_argument("config", help="config file (.py, .json, .yaml or .yml)")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=CfgOptionsAction,
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. model.backbone.depth=101 "
-        'train_dataloader.batch_size=8 "model.data_preprocessor.mean=[0,0,0]"',
+    add_cfg_options(
+        parser,
+        'model.backbone.depth=101 train_dataloader.batch_size=8 "model.data_preprocessor.mean=[0,0,0]"',
     )
     parser.add_argument(
         "--json", action="store_true", help="print JSON instead of Python (tuples become lists)"
