@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vistra.apis.inference import classification_result, model_pipeline, predict_batches
+from vistra.apis.inference import classification_results, model_pipeline, predict_batches
 from vistra.apis.inputs import ImageInput, Item, collect_inputs, read_rgb
 from vistra.apis.model import as_model, list_models, task_of
 from vistra.apis.outputs import save_image
@@ -80,7 +80,7 @@ class ImageClassificationInferencer:
             )
         if return_datasamples:
             return preds
-        return [classification_result(s, self.classes) for s in preds]
+        return classification_results(preds, self.classes)
 
     def visualize(
         self,

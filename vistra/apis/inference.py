@@ -69,16 +69,29 @@ def stacked(data: dict) -> dict:
 
 def classification_result(sample: DataSample, classes: Sequence[str] | None) -> dict:
     """MMPretrain's result dict of one prediction."""
-    scores = sample.pred_score.detach().float().cpu()
-    label = int(torch.argmax(scores).item())
-    result: dict[str, Any] = {
-        "pred_scores": scores.numpy(),
-        "pred_label": label,
-        "pred_score": float(scores[label].item()),
-    }
-    if classes is not None and 0 <= label < len(classes):
-        result["pred_class"] = classes[label]
-    return result
+    return classification_results([sample], classes)[0]
+
+
+def classification_results(
+    samples: Sequence[DataSample], classes: Sequence[str] | None
+) -> list[dict]:
+    """MMPretrain's result dicts, the arg-max taken once for the batch (per-sample tensor
+    calls cost ~15 us each: a tenth of a tiny model's forward at batch 32)."""
+    if not samples:
+        return []
+    scores = torch.stack([s.pred_score.detach() for s in samples]).float().cpu().numpy()
+    labels = scores.argmax(axis=1)
+    results = []
+    for row, label in zip(scores, labels.tolist()):
+        result: dict[str, Any] = {
+            "pred_scores": row,
+            "pred_label": label,
+            "pred_score": float(row[label]),
+        }
+        if classes is not None and 0 <= label < len(classes):
+            result["pred_class"] = classes[label]
+        results.append(result)
+    return results
 
 
 def inference_model(
@@ -102,7 +115,7 @@ def inference_model(
         samples.extend(predicted)
     if task == "classification":
         classes = (getattr(model, "dataset_meta", None) or {}).get("classes")
-        results: list = [classification_result(s, classes) for s in samples]
+        results: list = classification_results(samples, classes)
     else:
         results = samples
     return results if several else results[0]
