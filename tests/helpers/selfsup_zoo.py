@@ -188,7 +188,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "maskfeat": _a("mmpretrain:maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py",
         sizes=(224,), batch=2, single=True, mask=(14, 14, 78 / 196),
         cfg_options=("model.backbone.arch=deit-tiny", "model.neck.in_channels=192"),
-        train_options=(("model.backbone.img_size", 224), ("model.backbone.arch", dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)), ("model.neck.in_channels", 64))),
+        train_options=(("train_dataloader.dataset.pipeline.1.scale", 224), ("model.backbone.img_size", 224), ("model.backbone.arch", dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)), ("model.neck.in_channels", 64))),
     "maskfeat-mmselfsup": _a("mmselfsup:selfsup/maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py",
         sizes=(224,), batch=2, mask=(14, 14, 78 / 196),
         cfg_options=("model.backbone.arch=deit-tiny", "model.neck.in_channels=192"),
