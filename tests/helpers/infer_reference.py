@@ -1,5 +1,5 @@
 """What ``vistra test`` predicts for a few shapes images on disk, to check the inference
-API, ``vistra infer`` and the demo against (helper-1, issue #19).
+API, ``vistra infer`` and the demo against (issue #19).
 
 ``cls_reference()`` / ``seg_reference()`` write the test split of the shapes data as PNG
 files, run the real ``vistra test`` of the quickstart models (``trained_tiny``) with the

@@ -60,27 +60,29 @@ def build_model(cfg: Config) -> nn.Module:
         return MODELS.build(model_cfg, key_path="model")
 
 
+class DeviceError(ValueError):
+    """A device this machine does not have (the CLI prints it as one ``error:`` line)."""
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` checked against what this machine has; None picks CUDA when present."""
-    from vistra.cli.common import UsageError
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UsageError(
+        raise DeviceError(
             f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'"
         ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for, but CUDA is not available; use 'cpu'")
+            raise DeviceError(f"device {device!r} asked for, but CUDA is not available; use 'cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(
+            raise DeviceError(
                 f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"device {device!r} asked for, but MPS is not available; use 'cpu'")
+        raise DeviceError(f"device {device!r} asked for, but MPS is not available; use 'cpu'")
     return dev
 
 

@@ -34,9 +34,8 @@ _USER_ERRORS = (
     ("vistra.dist.launch", "LaunchError"),
     ("vistra.data.errors", "DataError"),
     ("vistra.model_index", "ModelIndexError"),
-    # [helper-2] begin
     ("vistra.analysis.errors", "AnalysisError"),
-    # [helper-2] end
+    ("vistra.apis.model", "DeviceError"),
 )
 _RUNTIME_ERRORS = (("vistra.engine.failures", "TrainingError"),)
 

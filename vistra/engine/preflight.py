@@ -420,12 +420,11 @@ def _check_runtime(cfg: Mapping[str, Any], report: _Report) -> None:
     if isinstance(visualizer, Mapping):
         _check_built(VISUALIZERS, visualizer, "visualizer", report, ignore=("vis_backends",))
         for sub_key, backend in dicts(visualizer.get("vis_backends"), "visualizer.vis_backends"):
-            # [helper-3] begin: a tracker whose package is missing fails before the run
+            # a tracker whose package is missing fails before the run
             backend_cls = _check_built(VISBACKENDS, backend, sub_key, report)
             missing = getattr(backend_cls, "missing_requirement", None)
             if callable(missing) and (message := missing()):
                 report.add(sub_key, message)
-            # [helper-3] end
     if isinstance(cfg.get("log_processor"), Mapping):
         _check_built(
             LOG_PROCESSORS,

@@ -60,11 +60,10 @@ class Runner:
         )
         self.hooks = B.build_hooks(cfg.get("default_hooks"), cfg.get("custom_hooks"))
         self.visualizer = self._build_visualizer()
-        # [helper-3] begin: as MMEngine's Runner, the backends record the config (trackers
+        # as MMEngine's Runner, the backends record the config (trackers
         # show it beside the run; the local backend writes vis_data/config.py)
         if hasattr(cfg, "pretty_text"):  # a Config (the API also takes plain dicts)
             self.visualizer.add_config(cfg)
-        # [helper-3] end
         self.train_loop: Any = None
         self.val_loop: Any = None
         self.test_loop: Any = None

@@ -8,10 +8,8 @@ VISBACKENDS and the visualizer names (``Visualizer``, ``UniversalVisualizer``,
 from .backends import BaseVisBackend, LocalVisBackend, TensorboardVisBackend
 from .curves import plot_training_curves
 
-# [helper-3] begin: the trackers import their libraries only when a config names them
+# the trackers import their libraries only when a config names them
 from .trackers import MLflowVisBackend, WandbVisBackend
-
-# [helper-3] end
 from .visualizer import Visualizer
 
 __all__ = [
