@@ -6,14 +6,21 @@ default hooks (timer, logger, param scheduler, checkpoint, sampler seed), interl
 several repeats in one process. Prints the median per-iteration time ratio (target
 <= 1.05) and checks that the first 20 losses match the bare loop to 5 decimals.
 
-    python benchmarks/overhead.py [--iters 60] [--repeats 5] [--batch-size 32]
+    python benchmarks/overhead.py [--iters 60] [--repeats 5] [--batch-size 32] [--profile]
+
+``--profile`` then runs each loop once more under cProfile and prints where vistra's run
+spends Python time that the bare loop does not: the functions of vistra's own files by
+self time, and both loops' totals (issue #20's first step).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import cProfile
+import io
 import logging
+import pstats
 import statistics
 import sys
 import tempfile
@@ -133,11 +140,39 @@ def vistra_loop(
         return (timer.end - timer.start) / (iters - skip), timer.losses
 
 
+def print_profile(model, dataset, args: argparse.Namespace, lr: float, skip: int) -> None:
+    """Both loops once under cProfile; vistra's own functions by self time."""
+    stats = {}
+    for name, run in (
+        ("bare", lambda: bare_loop(copy.deepcopy(model), dataset, args.iters, args.batch_size, lr, skip)),
+        ("vistra", lambda: vistra_loop(copy.deepcopy(model), args.iters, args.batch_size, lr, skip)),
+    ):  # fmt: skip
+        profiler = cProfile.Profile()
+        profiler.runcall(run)
+        stats[name] = pstats.Stats(profiler, stream=io.StringIO())
+    totals = {name: st.total_tt for name, st in stats.items()}
+    print(
+        f"\nprofile, {args.iters} iterations each: bare {totals['bare']:.2f} s, vistra {totals['vistra']:.2f} s"
+    )
+    own = [
+        (tt, calls, f"{func[0].split('/vistra/', 1)[-1]}:{func[1]}({func[2]})")
+        for func, (calls, _, tt, _, _) in stats["vistra"].stats.items()
+        if "/vistra/" in func[0] and "/benchmarks/" not in func[0]
+    ]
+    own.sort(reverse=True)
+    print(
+        f"vistra's own functions, self time: {sum(t for t, _, _ in own):.3f} s in all; the top 20:"
+    )
+    for tt, calls, where in own[:20]:
+        print(f"  {tt * 1000:8.1f} ms  {calls:7d} calls  {where}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--profile", action="store_true", help="then profile both loops once")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = MODELS.build(MODEL)
@@ -172,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"first 20 losses equal to 5 decimals: {'yes' if not mismatch else 'NO: ' + str(mismatch[:3])}"
     )
+    if args.profile:
+        print_profile(model, dataset, args, lr, skip)
     return 0 if ratio <= 1.05 and not mismatch else 1
 
 
