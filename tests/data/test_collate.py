@@ -1,11 +1,13 @@
+import copy
+import pickle
 from collections import namedtuple
 
 import numpy as np
 import pytest
 import torch
 
-from vistra.data.collate import default_collate, pseudo_collate
-from vistra.data.structures import DataSample
+from vistra.data.collate import WorkerCollate, default_collate, pseudo_collate, share_one_storage
+from vistra.data.structures import DataSample, PixelData
 from vistra.registry import FUNCTIONS
 
 
@@ -61,3 +63,35 @@ def test_default_collate_stacks_tensors_arrays_numbers_but_not_data_samples():
     out = default_collate([{"a": np.zeros(2), "b": 1.5}, {"a": np.ones(2), "b": 2.5}])
     assert torch.equal(out["a"], torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64))
     assert out["b"].tolist() == [1.5, 2.5]
+
+
+def test_share_one_storage_keeps_values_and_structure_in_one_storage_per_dtype():
+    samples = [
+        {
+            "inputs": torch.full((3, h, h), float(i)),
+            "data_samples": DataSample(
+                gt_label=torch.tensor([i]),
+                gt_sem_seg=PixelData(torch.ones(1, h, h, dtype=torch.long) * i),
+            ),
+        }
+        for i, h in enumerate((2, 3, 4))
+    ]
+    expected = pseudo_collate(copy.deepcopy(samples))
+    out = share_one_storage(pseudo_collate(samples))
+    for a, b in zip(out["inputs"], expected["inputs"]):
+        assert torch.equal(a, b) and a.shape == b.shape
+    for a, b in zip(out["data_samples"], expected["data_samples"]):
+        assert torch.equal(a.gt_label, b.gt_label)
+        assert torch.equal(a.gt_sem_seg.data, b.gt_sem_seg.data)
+    storages = {t.untyped_storage().data_ptr() for t in out["inputs"]}
+    labels = {s.gt_label.untyped_storage().data_ptr() for s in out["data_samples"]}
+    maps = {s.gt_sem_seg.data.untyped_storage().data_ptr() for s in out["data_samples"]}
+    assert len(storages) == 1 and len(labels | maps) == 1  # float32 once, int64 once
+    out["inputs"][0].add_(1)  # views of one buffer, but each its own region
+    assert torch.equal(out["inputs"][1], expected["inputs"][1])
+
+
+def test_worker_collate_pickles_for_spawn():
+    collate = pickle.loads(pickle.dumps(WorkerCollate(pseudo_collate)))
+    out = collate([{"x": torch.zeros(2)}, {"x": torch.ones(2)}])
+    assert out["x"][0].untyped_storage().data_ptr() == out["x"][1].untyped_storage().data_ptr()

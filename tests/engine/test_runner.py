@@ -317,3 +317,15 @@ def test_pretrained_init_cfg_with_prefix_loads_every_backbone_weight(trained, tm
     differing = [k for k, v in backbone.items() if not torch.equal(start[k], v)]
     assert not differing, f"not loaded from {source.name}: {differing[:5]}"
     assert not torch.equal(start["head.fc.weight"], saved["head.fc.weight"])  # prefix kept out
+
+
+def test_train_ends_its_persistent_workers_when_it_returns(tmp_path):
+    import multiprocessing
+
+    cfg = tiny_cfg(tmp_path, max_epochs=1)
+    cfg["train_dataloader"] = dict(cfg["train_dataloader"], num_workers=1, persistent_workers=True)
+    runner = train(cfg)
+    # left to the garbage collector, the cycle runner <-> loop would keep the worker alive
+    # and a later collection would stall 10 s (vistra.engine.build.stop_loader_workers)
+    assert not [c for c in multiprocessing.active_children() if c.daemon]
+    assert runner.train_dataloader._iterator is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch.utils.data import default_collate as torch_default_collate
 
 from vistra.data.structures import DataSample, PixelData
@@ -61,3 +62,63 @@ def pseudo_collate(data_batch: Sequence) -> Any:
 def default_collate(data_batch: Sequence) -> Any:
     """Like :func:`pseudo_collate` but stacks tensors, arrays and numbers into tensors."""
     return _collate(data_batch, _stack)
+
+
+def _map_tensors(obj: Any, visit: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``obj`` with every tensor ``t`` in it replaced by ``visit(t)``; lists, dicts and
+    records are updated in place (a collated batch is fresh, nobody else holds it)."""
+    if isinstance(obj, torch.Tensor):
+        return visit(obj)
+    if isinstance(obj, list):
+        obj[:] = [_map_tensors(x, visit) for x in obj]
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _map_tensors(value, visit)
+    elif isinstance(obj, tuple):
+        items = [_map_tensors(x, visit) for x in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    elif isinstance(obj, DataSample):
+        fields = obj.__dict__["_fields"]
+        for key, value in fields.items():
+            fields[key] = _map_tensors(value, visit)
+    elif isinstance(obj, PixelData):
+        obj.data = _map_tensors(obj.data, visit)
+    return obj
+
+
+def share_one_storage(batch: Any) -> Any:
+    """Move the batch's CPU tensors into one storage per dtype, each tensor a view of it.
+
+    A worker sends each storage to the main process through its own shared-memory segment
+    and file descriptor, which costs ~0.1 ms per storage on each side: a pseudo-collated
+    batch of 32 images and 32 labels has 64 of them (measured: pickling it ~7 ms, against
+    ~0.7 ms for the same tensors as views of two storages). The values, shapes and the
+    batch's structure are unchanged.
+    """
+    groups: dict[torch.dtype, list[torch.Tensor]] = {}
+
+    def collect(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type == "cpu" and not t.requires_grad and t.numel():
+            groups.setdefault(t.dtype, []).append(t)
+        return t
+
+    _map_tensors(batch, collect)
+    views: dict[int, torch.Tensor] = {}
+    for tensors in groups.values():
+        unique = list({id(t): t for t in tensors}.values())  # a tensor met twice: one view
+        if len(unique) < 2:
+            continue
+        parts = torch.cat([t.reshape(-1) for t in unique]).split([t.numel() for t in unique])
+        views.update((id(t), part.view(t.shape)) for t, part in zip(unique, parts))
+    return _map_tensors(batch, lambda t: views.get(id(t), t)) if views else batch
+
+
+class WorkerCollate:
+    """A data-loader worker's collate function: ``collate`` then :func:`share_one_storage`
+    (a class, not a closure, so it pickles for the ``spawn`` start method)."""
+
+    def __init__(self, collate: Callable[[Sequence], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, data_batch: Sequence) -> Any:
+        return share_one_storage(self.collate(data_batch))

@@ -196,6 +196,7 @@ def build_dataloader(
     sampler = DATA_SAMPLERS.build(
         sampler_cfg, default_args=dict(dataset=dataset), key_path=f"{key}.sampler"
     )
+    from vistra.data.collate import WorkerCollate
     from vistra.data.datasets.base import BaseDataset
     from vistra.data.datasets.wrappers import RepeatDataset
 
@@ -216,6 +217,8 @@ def build_dataloader(
             )
         collate = partial(fn, **collate) if collate else fn
     num_workers = int(cfg.get("num_workers", 0))
+    if num_workers > 0:
+        collate = WorkerCollate(collate)  # batches cross to the main process in few storages
     generator = (
         torch.Generator()
     )  # own generator: creating iterators never draws from the global RNG
@@ -239,6 +242,25 @@ def build_dataloader(
         if cfg.get("prefetch_factor") is not None:
             kwargs["prefetch_factor"] = cfg["prefetch_factor"]
     return DataLoader(dataset, **kwargs)
+
+
+def stop_loader_workers(*loaders_or_iterators: Any) -> None:
+    """End the worker processes of these DataLoaders (or their iterators) now.
+
+    Left to the garbage collector, a loader iterator caught in a reference cycle (the
+    runner, its loops and their generators form one) is finalised after multiprocessing
+    has already stopped its queues' feeder threads: the workers never get their stop
+    message, torch waits 2 x 5 s for them, and they live on (they ignore SIGTERM, see
+    ``_worker_init``) until the process exits. Measured: a ``gc.collect()`` after a
+    finished ``Runner.train()`` with one persistent worker took 10.3 s.
+    """
+    for obj in loaders_or_iterators:
+        iterator = getattr(obj, "_iterator", None)  # a persistent-workers DataLoader's
+        for candidate in (obj, iterator):
+            if hasattr(candidate, "_shutdown_workers"):
+                candidate._shutdown_workers()
+        if iterator is not None:
+            obj._iterator = None  # the next iter() starts fresh workers
 
 
 def _accepts(sampler_cfg: Mapping[str, Any], arg: str) -> bool:

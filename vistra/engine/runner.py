@@ -194,7 +194,10 @@ class Runner:
     # ------------------------------------------------------------------ entry points
     def train(self) -> torch.nn.Module:
         with default_scope(self.cfg.get("default_scope")):
-            return self._train()
+            try:
+                return self._train()
+            finally:
+                self._stop_workers()
 
     def _train(self) -> torch.nn.Module:
         resume_from = resume_source(self.cfg, self.work_dir)
@@ -226,7 +229,18 @@ class Runner:
 
     def test(self) -> dict[str, Any]:
         with default_scope(self.cfg.get("default_scope")):
-            return self._test()
+            try:
+                return self._test()
+            finally:
+                self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        """End the loops' data-loader workers when ``train()``/``test()`` returns or fails,
+        instead of whenever the garbage collector reaches the runner (see
+        :func:`~vistra.engine.build.stop_loader_workers`)."""
+        for loop in (self.train_loop, self.val_loop, self.test_loop):
+            if loop is not None:
+                B.stop_loader_workers(loop.dataloader, getattr(loop, "_live_iterator", None))
 
     def _test(self) -> dict[str, Any]:
         if self.cfg.get("test_dataloader") is None:

@@ -1,7 +1,9 @@
 """Synthetic shapes datasets (classification and segmentation) and their on-disk writer.
 
 ``ShapesDataset`` / ``ShapesSegDataset`` render samples in memory with
-:func:`render_shape_sample`: sample ``i`` of a split depends only on ``(seed, split, i)``,
+:func:`render_shape_sample`, each on its first use (so building a dataset costs nothing
+and training starts at once), and keep them: sample ``i`` of a split depends only on
+``(seed, split, i)``, never on the order samples are asked for,
 and the train/val/test splits draw from disjoint seed sequences, so val and test are
 held out. In-memory samples already hold ``img`` (uint8 BGR), ``img_shape``,
 ``ori_shape`` and ``gt_label`` (classification) or ``gt_seg_map`` with
@@ -16,6 +18,7 @@ pipeline must start with ``LoadImageFromFile`` (and ``LoadAnnotations``)).
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from vistra.data.transforms.functional import choose
 from vistra.registry import DATASETS
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
+_INDEX = "shape_index"  # an in-memory sample's entry before it is rendered
 # Background black, then well-separated colours for the ten shape kinds (RGB).
 PALETTE = (
     (0, 0, 0),
@@ -81,6 +85,7 @@ class _ShapesBase(BaseDataset):
         self.img_size = img_size
         self.seed = seed
         self.split = choose(split, tuple(SPLITS), f"{type(self).__name__} split")
+        self._rendered: dict[int, dict] = {}  # index -> rendered sample (each worker its own)
         info = self._default_metainfo(shape_classes(num_classes))
         info.update(metainfo or {})
         super().__init__(
@@ -99,14 +104,23 @@ class _ShapesBase(BaseDataset):
     def load_data_list(self) -> list[dict]:
         if self.data_root:
             return self._read_disk()
-        size = (self.img_size, self.img_size)
-        out = []
-        for i in range(self.num_samples):
+        # rendered on first use (get_data_info), so that building the dataset costs nothing
+        # and training starts at once; a sample depends only on (seed, split, index)
+        return [{_INDEX: i} for i in range(self.num_samples)]
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        if _INDEX not in info:
+            return info
+        index = info.pop(_INDEX)
+        if index not in self._rendered:
             img, label, mask = render_split(
-                self.split, i, self.seed, self.img_size, self.num_classes
+                self.split, index, self.seed, self.img_size, self.num_classes
             )
-            out.append(self._in_memory(img, label, mask) | {"img_shape": size, "ori_shape": size})
-        return out
+            self._rendered[index] = self._in_memory(img, label, mask)
+        size = (self.img_size, self.img_size)
+        sample = copy.deepcopy(self._rendered[index])  # pipelines may change it in place
+        return info | sample | {"img_shape": size, "ori_shape": size}
 
     def _in_memory(self, img: np.ndarray, label: int, mask: np.ndarray) -> dict:
         raise NotImplementedError
