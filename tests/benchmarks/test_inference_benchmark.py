@@ -3,27 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from benchmark_support import load_benchmark
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "inference.py"
 TINY = ["--batch-size", "4", "--batches", "1", "--img-size", "32", "--repeats", "1"]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("inference_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 @pytest.mark.slow
 def test_inference_benchmark_runs_at_tiny_size(tmp_path, capsys):
-    bench = _benchmark()
+    bench = load_benchmark("inference")
     out = tmp_path / "figures.json"
     assert bench.main([*TINY, "--startup-repeats", "1", "--target", "0", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())

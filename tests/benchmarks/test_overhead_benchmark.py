@@ -4,26 +4,13 @@ ratios themselves are not asserted: no timed tests)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from benchmark_support import load_benchmark
 
 
 @pytest.mark.slow
 def test_overhead_benchmark_runs_at_tiny_size_with_its_profile(capsys):
-    bench = _load("overhead")
+    bench = load_benchmark("overhead")
     argv = ["--images", "48", "--iters", "8", "--repeats", "2", "--batch-size", "8"]
     code = bench.main([*argv, "--workers", "1", "--profile"])
     out = capsys.readouterr().out
@@ -36,7 +23,7 @@ def test_overhead_benchmark_runs_at_tiny_size_with_its_profile(capsys):
 
 @pytest.mark.slow
 def test_first_iteration_benchmark_runs_both_commands(capsys):
-    code = _load("first_iteration").main(["--repeats", "1"])
+    code = load_benchmark("first_iteration").main(["--repeats", "1"])
     out = capsys.readouterr().out
     assert code in (0, 1), out
     assert "launch to end of first iteration, medians: bare" in out, out

@@ -124,3 +124,81 @@ def test_scale_values_truncates_like_a_float_cast():
     assert F.scale_values(img, 1.5, 0.5).tolist() == [0, 150, 255, 255]
     assert F.scale_values(img, 1.0, -10.7).tolist() == [0, 89, 189, 239]
     assert np.array_equal(F.scale_values(img.astype(np.float32), 1.0, -10.7), [0, 89, 189, 239])
+
+
+def _bgr2hsv_reference(img):  # OpenCV's integer maths, computed (what the tables hold)
+    from vistra.data.transforms.functional import _HDIV, _SDIV
+
+    b, g, r = (img[..., i].astype(np.int32) for i in range(3))
+    v = np.maximum(np.maximum(b, g), r)
+    diff = v - np.minimum(np.minimum(b, g), r)
+    s = (diff * _SDIV[v] + (1 << 11)) >> 12
+    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * _HDIV[diff] + (1 << 11)) >> 12
+    h += np.where(h < 0, 180, 0)
+    return np.stack([h, s, v], axis=-1).astype(np.uint8)
+
+
+def _hsv2bgr_reference(hsv):  # the float32 closed form, computed (what the table holds)
+    h = hsv[..., 0].astype(np.float32) * np.float32(6.0 / 180.0)
+    s = hsv[..., 1].astype(np.float32) * np.float32(1.0 / 255.0)
+    v = hsv[..., 2].astype(np.float32) * np.float32(1.0 / 255.0)
+    vs = v * s
+    out = np.empty(hsv.shape, np.float32)
+    for channel, n in ((0, 1.0), (1, 3.0), (2, 5.0)):
+        k = h + np.float32(n)
+        k[k >= 6] -= 6
+        weight = np.minimum(k, np.float32(4) - k)
+        np.clip(weight, 0, 1, out=weight)
+        out[..., channel] = v - vs * weight
+    out *= np.float32(255.0)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
+
+
+def test_tabulated_hsv_conversions_equal_the_computed_ones():
+    from vistra.data.transforms.functional import bgr2hsv, hsv2bgr
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (1024, 2048, 3), dtype=np.uint8)  # 2M of the 2^24
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    for img in (colours, colours[::3, ::-2], grey):
+        assert np.array_equal(bgr2hsv(img), _bgr2hsv_reference(img))
+        assert np.array_equal(hsv2bgr(img), _hsv2bgr_reference(img))  # h up to 255 too
+    hsv = bgr2hsv(colours)
+    assert np.array_equal(hsv2bgr(hsv), _hsv2bgr_reference(hsv))
+
+
+def test_channels_last_bilinear_equals_the_planar_resize():
+    import torch
+    import torch.nn.functional as tf
+
+    def planar(img, w, h):  # the contiguous NCHW uint8 kernel
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].contiguous()
+        y = tf.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+        return y[0].permute(1, 2, 0).numpy()
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        c = int(rng.choice([3, 4]))
+        img = rng.integers(0, 256, (*rng.integers(1, 120, 2), c), dtype=np.uint8)
+        view = img[int(rng.integers(0, img.shape[0])) :, ::-1] if rng.random() < 0.5 else img
+        w, h = (int(n) for n in rng.integers(1, 260, 2))  # shrinking, enlarging, mixed
+        out = F.imresize(view, (w, h))
+        assert out.shape == (h, w, c) and out.flags.c_contiguous
+        assert np.array_equal(out, planar(view, w, h)), (view.shape, w, h)
+
+
+def test_random_flip_draws_as_np_random_choice():
+    from vistra.data.transforms.geometric import RandomFlip
+
+    for prob, direction in ((0.5, "horizontal"), ([0.3, 0.2], ["horizontal", "vertical"]),
+                            (1.0, ["horizontal", "vertical", "diagonal"])):  # fmt: skip
+        flip = RandomFlip(prob=prob, direction=direction)
+        np.random.seed(0)
+        got = [flip._choose_direction() for _ in range(500)]
+        after = np.random.random_sample()
+        np.random.seed(0)
+        want = [flip._choices[np.random.choice(len(flip._choices), p=flip._probs)]
+                for _ in range(500)]  # fmt: skip
+        assert got == want and after == np.random.random_sample()

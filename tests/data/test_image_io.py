@@ -88,3 +88,73 @@ def test_imwrite_round_trips_bgr(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     imwrite(img, tmp_path / "x" / "y.png")
     assert np.array_equal(imread(tmp_path / "x" / "y.png"), img)
+
+
+def _jpeg(arr, mode=None, **save):
+    import io
+
+    buf = io.BytesIO()
+    img = Image.fromarray(arr)
+    (img.convert(mode) if mode else img).save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def _photo(h=48, w=64, channels=3):  # smooth content, as a photo
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (h // 8, w // 8, channels), dtype=np.uint8).squeeze()
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize("decoder", ["simplejpeg", "torchvision"])
+@pytest.mark.parametrize("channel_order", ["bgr", "rgb"])
+def test_fast_jpeg_path_gives_the_pillow_path_pixels(monkeypatch, channel_order, decoder):
+    from vistra.data import image_io
+    from vistra.data.image_io import _fast_jpeg, jpeg_kind
+
+    if decoder == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+    else:  # what vistra falls back to without simplejpeg
+        monkeypatch.setattr(image_io, "simplejpeg", None)
+        assert image_io.jpeg_decoder_name() == "torchvision.io.decode_jpeg"
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: must still be applied (through the Pillow path)
+    flat = Image.Exif()
+    flat[0x0112] = 1
+    cases = {
+        "baseline": (_jpeg(_photo()), "plain"),
+        "grey": (_jpeg(_photo(channels=1)), "plain"),
+        "subsampling 4:4:4": (_jpeg(_photo(), subsampling=0), "plain"),
+        "exif upright": (_jpeg(_photo(), exif=flat.tobytes()), "metadata"),
+        "exif rotated": (_jpeg(_photo(), exif=exif.tobytes()), "metadata"),
+        "progressive": (_jpeg(_photo(), progressive=True), None),
+        "cmyk": (_jpeg(_photo(), "CMYK"), None),
+    }
+    for name, (blob, kind) in cases.items():
+        assert jpeg_kind(blob) == kind, name
+        used = _fast_jpeg(blob, channel_order, orient=True) is not None
+        assert used == (kind is not None and name != "exif rotated"), name
+        for flag in ("color", "color_ignore_orientation"):
+            fast = imfrombytes(blob, flag, channel_order, backend="cv2")
+            slow = imfrombytes(blob, flag, channel_order, backend="pillow")  # never the fast path
+            assert fast.shape == slow.shape and np.array_equal(fast, slow), (name, flag)
+            assert fast.flags.writeable and fast.flags.c_contiguous, name
+    rotated = imfrombytes(cases["exif rotated"][0])
+    assert rotated.shape == (64, 48, 3)  # orientation applied: (h, w) swapped
+
+
+def test_truncated_jpeg_still_fails_as_before(tmp_path):
+    from vistra.data.errors import UnreadableFileError
+    from vistra.data.image_io import jpeg_kind
+
+    blob = _jpeg(_photo())[:-200]
+    assert jpeg_kind(blob) is None
+    for odd in (
+        b"",
+        b"\xff\xd8\xff\xd9",
+        b"\xff\xd8\xff\xc0\x00\x11\x08\xff\xd9",
+        b"\x89PNG\xff\xd9",
+    ):
+        assert jpeg_kind(odd) is None, odd  # cut-off headers: the Pillow path, no IndexError
+    with pytest.raises(UnreadableFileError, match="truncated"):
+        imfrombytes(blob, path="t.jpg")

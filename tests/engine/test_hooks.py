@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_classifier import (
+    one_thread,  # noqa: F401 - a fixture for this module
+    tiny_classifier_cfg,
+)
 
 from vistra.config import Config
 from vistra.dist.model_wrap import unwrap
@@ -80,50 +84,7 @@ class HooksTestProbe(Hook):
         self.last_checkpoint_after_val.append(pointer.read_text() if pointer.exists() else None)
 
 
-def tiny_cfg(work_dir: Path, max_epochs: int = 2, train_samples: int = 8, **top: Any) -> dict:
-    """A classifier config on in-memory shapes; ``top`` replaces top-level keys."""
-    pipeline = [dict(type="PackInputs")]
-
-    def loader(split: str, n: int, shuffle: bool) -> dict:
-        dataset = dict(
-            type="ShapesDataset", num_samples=n, num_classes=3, img_size=16, seed=0, split=split
-        )
-        return dict(
-            batch_size=4,
-            num_workers=0,
-            dataset=dict(dataset, pipeline=pipeline),
-            sampler=dict(type="DefaultSampler", shuffle=shuffle),
-        )
-
-    cfg = dict(
-        work_dir=str(work_dir),
-        model=dict(
-            type="ImageClassifier",
-            backbone=dict(
-                type="ResNet_CIFAR",
-                depth=18,
-                num_stages=1,
-                strides=(1,),
-                dilations=(1,),
-                stem_channels=8,
-                base_channels=8,
-                out_indices=(0,),
-            ),
-            neck=dict(type="GlobalAveragePooling"),
-            head=dict(type="LinearClsHead", num_classes=3, in_channels=8, topk=(1,)),
-            data_preprocessor=dict(num_classes=3, mean=[127.5] * 3, std=[64.0] * 3, to_rgb=True),
-        ),
-        train_dataloader=loader("train", train_samples, True),
-        val_dataloader=loader("val", 4, False),
-        val_evaluator=dict(type="Accuracy", topk=(1,)),
-        val_cfg=dict(),
-        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05, momentum=0.9)),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
-        default_hooks=dict(logger=dict(type="LoggerHook", interval=1, draw_curves=False)),
-        randomness=dict(seed=0),
-    )
-    cfg.update(top)
-    return cfg
+tiny_cfg = tiny_classifier_cfg
 
 
 def scripted(cfg: dict, values: list, key: str = "score", **checkpoint: Any) -> dict:
@@ -165,15 +126,6 @@ def same(a: dict, b: dict, keys: list[str] | None = None) -> bool:
 
 def pth_names(work_dir: Path) -> set[str]:
     return {p.name for p in Path(work_dir).glob("*.pth")}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's cores are shared: one thread is several times faster for tiny models.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- EMA

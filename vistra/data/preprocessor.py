@@ -62,19 +62,35 @@ class BaseDataPreprocessor(nn.Module):
         return self._device_anchor.device
 
     def cast_data(self, data: Any) -> Any:
-        """``data`` with tensors and data samples moved to :attr:`device`, recursively."""
-        if isinstance(data, torch.Tensor):
-            return data.to(self.device, non_blocking=self._non_blocking)
-        if isinstance(data, DataSample):
-            return data if self.device.type == "cpu" and _on_cpu(data) else data.to(self.device)
-        if isinstance(data, Mapping):
-            return {k: self.cast_data(v) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return type(data)(self.cast_data(v) for v in data)
-        return data
+        """``data`` with tensors and data samples moved to :attr:`device`, recursively.
+
+        Copies are ``non_blocking`` when the config says so and on every copy to CUDA.
+        From the pinned batches the data loader gives on GPU runs (``pin_memory``) the copy
+        then overlaps the GPU work queued before it; from pageable memory (data samples,
+        which the loader does not pin) CUDA stages the bytes before returning, so it is as
+        safe and skips the blocking copy's stream sync. Kernels queued after the copy on
+        the same stream wait for it either way; only device-to-host copies need a sync,
+        and the preprocessor makes none.
+        """
+        device = self.device
+        return _cast(data, device, self._non_blocking or device.type == "cuda")
 
     def forward(self, data: dict, training: bool = False) -> dict:
         return self.cast_data(data)
+
+
+def _cast(data: Any, device: torch.device, non_blocking: bool) -> Any:
+    if isinstance(data, torch.Tensor):
+        return data.to(device, non_blocking=non_blocking)
+    if isinstance(data, DataSample):
+        if device.type == "cpu" and _on_cpu(data):
+            return data
+        return data.to(device, non_blocking=non_blocking)
+    if isinstance(data, Mapping):
+        return {k: _cast(v, device, non_blocking) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(_cast(v, device, non_blocking) for v in data)
+    return data
 
 
 def _on_cpu(sample: DataSample) -> bool:
@@ -160,6 +176,10 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
             bad = [tuple(t.shape) for t in inputs if t.dim() != 3]
             if bad:
                 raise ValueError(f"each input image must be CHW, got shapes {bad}")
+            if inputs and len({t.shape for t in inputs}) == 1:
+                # one size (a fixed crop): stack the uint8 images and normalise once, the
+                # same values in 4 kernels instead of 4 per image, and a quarter of the bytes
+                return self.process_inputs(torch.stack(list(inputs)))
             return stack_batch(
                 [self._normalize(t, 0) for t in inputs], self.pad_size_divisor, self.pad_value
             )
@@ -399,7 +419,10 @@ class SegDataPreProcessor(ImgDataPreprocessor):
                 "data['inputs'] must be a list of CHW tensors or an NCHW tensor (a list of lists "
                 "comes from TestTimeAug: test it with SegTTAModel, i.e. --tta)"
             )
-        images = [self._normalize(t, 0) for t in inputs]
+        if len({t.shape for t in inputs}) == 1:  # one size: normalise the batch at once
+            images = list(self._normalize(torch.stack(list(inputs)), 1))
+        else:
+            images = [self._normalize(t, 0) for t in inputs]
         if training:
             if not samples:
                 raise ValueError(

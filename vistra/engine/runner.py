@@ -28,6 +28,7 @@ from vistra.dist import DistInfo, place_model, unwrap
 from vistra.dist.watchdog import NullWatchdog, Watchdog
 from vistra.engine import build as B
 from vistra.engine import stopping
+from vistra.engine.accelerate import apply_speed_options
 from vistra.engine.logging import LogProcessor, MessageHub
 from vistra.engine.resume import adopt_seed, checkpoint_meta, restore_checkpoint, resume_source
 from vistra.engine.run_setup import auto_scale_lr, model_wrapper_cfg, prepare_run
@@ -119,6 +120,7 @@ class Runner:
             )
         train_loader = self._dataloader("train_dataloader")
         unwrap(self.model).init_weights()
+        apply_speed_options(self.model, self.cfg)  # compile, channels_last: before DDP
         self.model = place_model(
             self.model, self.dist, model_wrapper_cfg(self.cfg), self.cfg.get("sync_bn")
         )
@@ -245,6 +247,7 @@ class Runner:
     def _test(self) -> dict[str, Any]:
         if self.cfg.get("test_dataloader") is None:
             raise RegistryError("this config has no test_dataloader/test_cfg/test_evaluator")
+        apply_speed_options(self.model, self.cfg)
         self.model = place_model(self.model, self.dist, model_wrapper_cfg(self.cfg))
         self.test_loop = self._build_eval("test")
         _set_dataset_meta(self, self.test_loop.dataloader)

@@ -15,6 +15,7 @@ work is delegated to torch (``F.interpolate``), Pillow or numpy instead of OpenC
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -124,6 +125,8 @@ def _resize_nearest(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _resize_torch(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     w, h = size
+    if mode == "bilinear" and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (3, 4):
+        return _resize_bilinear_hwc(img, size)
     x = torch.from_numpy(img if img.flags.c_contiguous and img.flags.writeable else np.array(img))
     x = x[None, None] if img.ndim == 2 else x.permute(2, 0, 1)[None]
     # torch's uint8 kernel is exact for bilinear only; bicubic goes through float32.
@@ -135,6 +138,19 @@ def _resize_torch(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarr
     if not native and img.dtype == np.uint8:
         y = y.round_().clamp_(0, 255)
     return y.contiguous().numpy().astype(img.dtype, copy=False)
+
+
+def _resize_bilinear_hwc(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 BGR(A) bilinear through torch's channels-last kernel, which reads and writes
+    HWC directly: the same pixels as the planar path (checked on thousands of random
+    shapes, shrinking and enlarging), ~3x faster with the layout copies that path needs."""
+    w, h = size
+    readable = img.flags.writeable and min(img.strides) > 0  # torch takes neither other kind
+    x = torch.from_numpy(img if readable else np.array(img)).permute(2, 0, 1)[None]
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+    # HWC-contiguous already, except where torch reads a size-1 side as planar
+    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
 
 def _area_axis(img: np.ndarray, n_out: int, axis: int) -> np.ndarray:
@@ -379,40 +395,90 @@ _HDIV = np.zeros(256, np.int64)
 _HDIV[1:] = np.rint((180 << 12) / (6.0 * np.arange(1, 256)))
 
 
+@functools.cache
+def _hsv_tables() -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's S and H integer maths tabulated (64 KB + 392 KB, built on first use):
+    ``S[v << 8 | diff]`` and ``H[(num + 255) << 8 | diff]``, ``num`` being the hue
+    numerator (g - b, b - r + 2 diff or r - g + 4 diff: -255 .. 1275)."""
+    diff = np.arange(256)[None, :]
+    sat = (diff * _SDIV[np.arange(256)[:, None]] + (1 << 11)) >> 12
+    num = np.arange(-255, 1276)[:, None]
+    hue = (num * _HDIV[diff] + (1 << 11)) >> 12
+    hue += np.where(hue < 0, 180, 0)
+    # entries no colour reaches (diff > v, hue >= 256) are clipped, never read
+    return np.clip(sat, 0, 255).astype(np.uint8).ravel(), np.clip(hue, 0, 255).astype(
+        np.uint8
+    ).ravel()
+
+
 def bgr2hsv(img: np.ndarray) -> np.ndarray:
-    """uint8 BGR -> HSV with H in [0, 180), S and V in [0, 255], OpenCV's integer maths."""
-    b, g, r = (img[..., i].astype(np.int32) for i in range(3))
+    """uint8 BGR -> HSV with H in [0, 180), S and V in [0, 255], OpenCV's integer maths
+    (looked up in :func:`_hsv_tables`: the same numbers for all 2^24 colours, 2x faster
+    than computing them)."""
+    sat_table, hue_table = _hsv_tables()
+    b, g, r = img[..., 0], img[..., 1], img[..., 2]
     v = np.maximum(np.maximum(b, g), r)
-    diff = v - np.minimum(np.minimum(b, g), r)
-    s = (diff * _SDIV[v] + (1 << 11)) >> 12
-    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-    h = (h * _HDIV[diff] + (1 << 11)) >> 12
-    h += np.where(h < 0, 180, 0)
-    return np.stack([h, s, v], axis=-1).astype(np.uint8)
+    diff = (v - np.minimum(np.minimum(b, g), r)).astype(np.int32)
+    sat = sat_table.take((v.astype(np.int32) << 8) | diff)
+    b, g, r = b.astype(np.int32), g.astype(np.int32), r.astype(np.int32)
+    num = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    num += 255
+    num <<= 8
+    num |= diff
+    out = np.empty(img.shape, np.uint8)
+    out[..., 0] = hue_table.take(num)
+    out[..., 1] = sat
+    out[..., 2] = v
+    return out
 
 
 def hsv2bgr(hsv: np.ndarray) -> np.ndarray:
     """Inverse of :func:`bgr2hsv` in float32, truncated to uint8 as OpenCV's vectorised path.
 
-    Uses the closed form ``c = v - v*s*clip(min(k, 4 - k), 0, 1)`` with
-    ``k = (n + h/60deg) mod 6`` (n = 5, 3, 1 for R, G, B) instead of OpenCV's sector table:
-    the same function, three times faster in numpy; it differs from OpenCV by one grey
-    level on ~0.3% of values (float rounding before truncation).
+    Computes the closed form ``c = v - v*s*clip(min(k, 4 - k), 0, 1)`` with
+    ``k = (n + h/60deg) mod 6`` (n = 5, 3, 1 for R, G, B) instead of OpenCV's sector table;
+    it differs from OpenCV by one grey level on ~0.3% of values (float rounding before
+    truncation). The weight takes 92 float32 values over all ``h``, so the whole float
+    computation is tabulated once per ``(weight, s, v)`` (:func:`_bgr_table`, 6 MB): the
+    same numbers for all 2^24 inputs, ~1.7x faster.
     """
-    h = hsv[..., 0].astype(np.float32) * np.float32(6.0 / 180.0)
-    s = hsv[..., 1].astype(np.float32) * np.float32(1.0 / 255.0)
-    v = hsv[..., 2].astype(np.float32) * np.float32(1.0 / 255.0)
-    vs = v * s
-    out = np.empty(hsv.shape, np.float32)
-    for channel, n in ((0, 1.0), (1, 3.0), (2, 5.0)):  # B, G, R
+    hue_base, table = _bgr_table()
+    sv = (hsv[..., 1].astype(np.int32) << 8) | hsv[..., 2]
+    out = np.empty(hsv.shape, np.uint8)
+    for channel in range(3):
+        index = hue_base[channel].take(hsv[..., 0])
+        index += sv
+        out[..., channel] = table.take(index)
+    return out
+
+
+def _hsv_weights(h: np.ndarray) -> list[np.ndarray]:
+    """The B, G, R weights of :func:`hsv2bgr` for float32 ``h`` in sextants."""
+    weights = []
+    for n in (1.0, 3.0, 5.0):  # B, G, R
         k = h + np.float32(n)
         k[k >= 6] -= 6
         weight = np.minimum(k, np.float32(4) - k)
         np.clip(weight, 0, 1, out=weight)
-        out[..., channel] = v - vs * weight
-    out *= np.float32(255.0)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+        weights.append(weight)
+    return weights
+
+
+@functools.cache
+def _bgr_table() -> tuple[list[np.ndarray], np.ndarray]:
+    """``(hue_base, table)``: channel ``c`` of HSV ``(h, s, v)`` is
+    ``table[hue_base[c][h] + (s << 8 | v)]``, evaluated with :func:`hsv2bgr`'s float32
+    operations in the same order (each one exactly rounded, so element-wise the same)."""
+    weights = _hsv_weights(np.arange(256).astype(np.float32) * np.float32(6.0 / 180.0))
+    distinct = np.unique(np.concatenate(weights))
+    hue_base = [np.searchsorted(distinct, w).astype(np.int32) << 16 for w in weights]
+    s = (np.arange(256).astype(np.float32) * np.float32(1.0 / 255.0))[:, None]
+    v = (np.arange(256).astype(np.float32) * np.float32(1.0 / 255.0))[None, :]
+    vs = v * s
+    table = v[None] - vs[None] * distinct[:, None, None]
+    table *= np.float32(255.0)
+    np.clip(table, 0, 255, out=table)
+    return hue_base, table.astype(np.uint8).ravel()
 
 
 def scale_values(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:

@@ -7,6 +7,7 @@ rotated with nearest interpolation.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
@@ -185,9 +186,15 @@ class RandomFlip(BaseTransform):
         self.swap_seg_labels = swap_seg_labels
         self._choices = [*directions, None]
         self._probs = [*probs, max(0.0, 1.0 - sum(probs))]
+        self._cdf: list[float] | None = None
 
     def _choose_direction(self) -> str | None:
-        return self._choices[np.random.choice(len(self._choices), p=self._probs)]
+        # np.random.choice(n, p=probs) without its per-call validation (~10x the cost): the
+        # same one uniform draw from the global RNG against the same normalised cdf.
+        if self._cdf is None:
+            cdf = np.cumsum(np.asarray(self._probs, dtype=np.float64))
+            self._cdf = (cdf / cdf[-1]).tolist()
+        return self._choices[bisect.bisect_right(self._cdf, np.random.random_sample())]
 
     def transform(self, results: dict) -> dict:
         direction = self._choose_direction()

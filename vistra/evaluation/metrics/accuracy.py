@@ -22,6 +22,7 @@ from vistra.evaluation.functional import (
     topk_accuracy,
 )
 from vistra.evaluation.metric import BaseMetric
+from vistra.evaluation.metrics.device_results import DeviceResults
 from vistra.registry import METRICS, did_you_mean
 
 Thresholds = float | Sequence[float | None] | None
@@ -61,7 +62,7 @@ def _require(sample: Any, key: str, metric: str) -> Any:
 
 
 @METRICS.register_module()
-class Accuracy(BaseMetric):
+class Accuracy(DeviceResults, BaseMetric):
     """Top-k accuracy: the share of samples whose label is among the k best scores.
 
     ``thrs``: a score must be strictly above the threshold to count (``None``: no
@@ -86,12 +87,14 @@ class Accuracy(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
-            result = {"gt_label": _require(sample, "gt_label", "Accuracy").cpu()}
+            # left on the device: DeviceResults copies them to the CPU in batches
+            result = {"gt_label": _require(sample, "gt_label", "Accuracy")}
             if "pred_score" in sample:
-                result["pred_score"] = sample["pred_score"].cpu()
+                result["pred_score"] = sample["pred_score"]
             else:
-                result["pred_label"] = _require(sample, "pred_label", "Accuracy").cpu()
+                result["pred_label"] = _require(sample, "pred_label", "Accuracy")
             self.results.append(result)
+        self.settle_results()
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         target = _collect_targets(results, "Accuracy")
@@ -137,7 +140,7 @@ class Accuracy(BaseMetric):
 
 
 @METRICS.register_module()
-class SingleLabelMetric(BaseMetric):
+class SingleLabelMetric(DeviceResults, BaseMetric):
     """Precision, recall, F1-score and support of single-label classification.
 
     ``average='macro'`` averages the per-class values, ``'micro'`` computes them from the
@@ -176,11 +179,9 @@ class SingleLabelMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
-            result: dict[str, Any] = {
-                "gt_label": _require(sample, "gt_label", "SingleLabelMetric").cpu()
-            }
+            result: dict[str, Any] = {"gt_label": _require(sample, "gt_label", "SingleLabelMetric")}
             if "pred_score" in sample:
-                result["pred_score"] = sample["pred_score"].cpu()
+                result["pred_score"] = sample["pred_score"]
             else:
                 num_classes = self.num_classes or sample.get("num_classes")
                 if num_classes is None:
@@ -188,9 +189,10 @@ class SingleLabelMetric(BaseMetric):
                         "SingleLabelMetric needs `num_classes` (argument or sample field) "
                         "when samples carry `pred_label` without `pred_score`"
                     )
-                result["pred_label"] = _require(sample, "pred_label", "SingleLabelMetric").cpu()
+                result["pred_label"] = _require(sample, "pred_label", "SingleLabelMetric")
                 result["num_classes"] = num_classes
             self.results.append(result)
+        self.settle_results()
 
     def compute_metrics(self, results: list) -> dict[str, Any]:
         target = _collect_targets(results, "SingleLabelMetric")
@@ -259,7 +261,7 @@ class SingleLabelMetric(BaseMetric):
 
 
 @METRICS.register_module()
-class ConfusionMatrix(BaseMetric):
+class ConfusionMatrix(DeviceResults, BaseMetric):
     """MMPretrain's ``ConfusionMatrix``: ``confusion_matrix/result``, a ``(C, C)`` tensor of
     counts, rows the true class and columns the predicted one (the arg-max of the scores).
 
@@ -285,7 +287,8 @@ class ConfusionMatrix(BaseMetric):
             else:
                 pred_label = _require(sample, "pred_label", "ConfusionMatrix")
             gt_label = _require(sample, "gt_label", "ConfusionMatrix")
-            self.results.append({"pred_label": pred_label.cpu(), "gt_label": gt_label.cpu()})
+            self.results.append({"pred_label": pred_label, "gt_label": gt_label})
+        self.settle_results()
 
     def compute_metrics(self, results: list) -> dict[str, torch.Tensor]:
         target = _collect_targets(results, "ConfusionMatrix")

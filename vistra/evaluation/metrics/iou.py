@@ -28,13 +28,14 @@ from vistra.evaluation.functional import (
     total_area_to_metrics,
 )
 from vistra.evaluation.metric import BaseMetric
+from vistra.evaluation.metrics.device_results import DeviceResults
 from vistra.registry import METRICS, did_you_mean
 
 logger = logging.getLogger(__name__)
 
 
 @METRICS.register_module()
-class IoUMetric(BaseMetric):
+class IoUMetric(DeviceResults, BaseMetric):
     """Intersection over union and related per-class scores.
 
     After ``evaluate``, ``classwise_results`` holds the per-class table as
@@ -94,11 +95,11 @@ class IoUMetric(BaseMetric):
             pred_label = sample["pred_sem_seg"]["data"].squeeze()
             if not self.format_only:  # test sets submitted for scoring carry no labels
                 label = sample["gt_sem_seg"]["data"].squeeze().to(pred_label)
-                self.results.append(
-                    intersect_and_union(pred_label, label, num_classes, self.ignore_index)
-                )
+                areas = intersect_and_union if pred_label.device.type == "cpu" else device_areas
+                self.results.append(areas(pred_label, label, num_classes, self.ignore_index))
             if self.output_dir is not None:
                 self._save_prediction(pred_label, sample)
+        self.settle_results()
 
     def _save_prediction(self, pred_label: torch.Tensor, sample: dict) -> None:
         if sample.get("img_path"):
@@ -148,6 +149,31 @@ class IoUMetric(BaseMetric):
     # MMSegmentation exposes the maths as static methods; users' metrics call them so.
     intersect_and_union = staticmethod(intersect_and_union)
     total_area_to_metrics = staticmethod(total_area_to_metrics)
+
+
+def device_areas(
+    pred_label: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The counts of :func:`intersect_and_union`, left on the tensors' device.
+
+    Without boolean indexing or ``bincount`` (both wait for the GPU to size their output):
+    each pixel adds one to its class's bin, or to a spare last bin when it is ignored or
+    out of range, and the spare bin is dropped. Exact ``int64`` counts, the same values.
+    """
+    pred_label, label = pred_label.reshape(-1).long(), label.reshape(-1).long()
+    keep = label != ignore_index
+    spare = torch.full_like(label, num_classes)
+
+    def histogram(values: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+        bins = torch.where(counted & (values >= 0) & (values < num_classes), values, spare)
+        counts = torch.zeros(num_classes + 1, dtype=torch.int64, device=values.device)
+        return counts.scatter_add_(0, bins, torch.ones_like(bins))[:num_classes]
+
+    area_intersect = histogram(pred_label, keep & (pred_label == label))
+    area_pred_label = histogram(pred_label, keep)
+    area_label = histogram(label, keep)
+    area_union = area_pred_label + area_label - area_intersect
+    return area_intersect, area_union, area_pred_label, area_label
 
 
 def format_table(columns: dict[str, Sequence[Any]]) -> str:
