@@ -97,6 +97,12 @@ class DataSample:
                 value = torch.from_numpy(value)  # MMPretrain's set_mask: masks are tensors
             self._fields[name] = value
 
+    def __reduce__(self) -> tuple:
+        # explicit: the default protocol looks up __setstate__/__getnewargs__, each a miss
+        # through __getattr__ that formats an error; data-loader workers pickle one record
+        # per sample and the main process unpickles it
+        return (_rebuild, (type(self), self._metainfo, self._fields))
+
     def __getattr__(self, name: str) -> Any:
         fields = self.__dict__.get("_fields", {})
         if name in fields:
@@ -179,6 +185,13 @@ class DataSample:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={_brief(v)}" for k, v in self._fields.items())
         return f"DataSample({fields}, metainfo keys={sorted(self._metainfo)})"
+
+
+def _rebuild(cls: type, metainfo: dict[str, Any], fields: dict[str, Any]) -> DataSample:
+    sample = cls.__new__(cls)
+    object.__setattr__(sample, "_metainfo", metainfo)
+    object.__setattr__(sample, "_fields", fields)
+    return sample
 
 
 def _as_label(value: int | Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
