@@ -66,16 +66,14 @@ def test_default_collate_stacks_tensors_arrays_numbers_but_not_data_samples():
 
 
 def test_share_one_storage_keeps_values_and_structure_in_one_storage_per_dtype():
-    samples = [
-        {
+    def sample(i: int, h: int) -> dict:
+        seg = PixelData(torch.ones(1, h, h, dtype=torch.long) * i)
+        return {
             "inputs": torch.full((3, h, h), float(i)),
-            "data_samples": DataSample(
-                gt_label=torch.tensor([i]),
-                gt_sem_seg=PixelData(torch.ones(1, h, h, dtype=torch.long) * i),
-            ),
+            "data_samples": DataSample(gt_label=torch.tensor([i]), gt_sem_seg=seg),
         }
-        for i, h in enumerate((2, 3, 4))
-    ]
+
+    samples = [sample(i, h) for i, h in enumerate((20, 21, 22))]
     expected = pseudo_collate(copy.deepcopy(samples))
     out = share_one_storage(pseudo_collate(samples))
     for a, b in zip(out["inputs"], expected["inputs"]):
@@ -84,14 +82,34 @@ def test_share_one_storage_keeps_values_and_structure_in_one_storage_per_dtype()
         assert torch.equal(a.gt_label, b.gt_label)
         assert torch.equal(a.gt_sem_seg.data, b.gt_sem_seg.data)
     storages = {t.untyped_storage().data_ptr() for t in out["inputs"]}
-    labels = {s.gt_label.untyped_storage().data_ptr() for s in out["data_samples"]}
     maps = {s.gt_sem_seg.data.untyped_storage().data_ptr() for s in out["data_samples"]}
-    assert len(storages) == 1 and len(labels | maps) == 1  # float32 once, int64 once
+    labels = {s.gt_label.untyped_storage().data_ptr() for s in out["data_samples"]}
+    assert len(storages) == 1 and len(maps) == 1  # float32 once, int64 once
+    assert len(labels) == 3  # tiny: DataSample pickles them inline instead
     out["inputs"][0].add_(1)  # views of one buffer, but each its own region
     assert torch.equal(out["inputs"][1], expected["inputs"][1])
 
 
+def test_data_sample_pickles_tiny_tensors_inline_and_back_as_tensors():
+    big = torch.arange(300.0)
+    sample = DataSample(
+        metainfo={"img_path": "a.png"},
+        gt_label=torch.tensor([2]),
+        pred_score=torch.tensor([0.25, 0.75], dtype=torch.bfloat16),
+        feats=big,
+    )
+    back = pickle.loads(pickle.dumps(sample))
+    for key in ("gt_label", "pred_score", "feats"):
+        value = getattr(back, key)
+        assert isinstance(value, torch.Tensor) and value.dtype == getattr(sample, key).dtype
+        assert torch.equal(value, getattr(sample, key))
+    assert back.img_path == "a.png" and sample.gt_label.dtype == torch.int64
+    twin = copy.deepcopy(sample)
+    twin.gt_label.add_(1)
+    assert sample.gt_label.item() == 2  # a deep copy owns its tensors
+
+
 def test_worker_collate_pickles_for_spawn():
     collate = pickle.loads(pickle.dumps(WorkerCollate(pseudo_collate)))
-    out = collate([{"x": torch.zeros(2)}, {"x": torch.ones(2)}])
+    out = collate([{"x": torch.zeros(300)}, {"x": torch.ones(300)}])
     assert out["x"][0].untyped_storage().data_ptr() == out["x"][1].untyped_storage().data_ptr()

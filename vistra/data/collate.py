@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate as torch_default_collate
 
-from vistra.data.structures import DataSample, PixelData
+from vistra.data.structures import INLINE_NUMEL, DataSample, PixelData
 from vistra.registry import FUNCTIONS
 
 
@@ -98,7 +98,8 @@ def share_one_storage(batch: Any) -> Any:
     groups: dict[torch.dtype, list[torch.Tensor]] = {}
 
     def collect(t: torch.Tensor) -> torch.Tensor:
-        if t.device.type == "cpu" and not t.requires_grad and t.numel():
+        # a DataSample pickles its tiny tensors (labels) inline: INLINE_NUMEL
+        if t.device.type == "cpu" and not t.requires_grad and t.numel() > INLINE_NUMEL:
             groups.setdefault(t.dtype, []).append(t)
         return t
 
