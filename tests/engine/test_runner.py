@@ -281,3 +281,25 @@ def test_train_ends_its_persistent_workers_when_it_returns(tmp_path):
     # and a later collection would stall 10 s (vistra.engine.build.stop_loader_workers)
     assert not [c for c in multiprocessing.active_children() if c.daemon]
     assert runner.train_dataloader._iterator is None
+
+
+class _Niceness(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        import os
+
+        return os.nice(0)
+
+
+def test_loader_workers_run_at_a_lower_priority_than_the_training_process():
+    import os
+
+    from vistra.engine.build import WORKER_NICENESS, build_dataloader
+
+    cfg = dict(
+        batch_size=2, num_workers=1, dataset=_Niceness(), collate_fn=dict(type="default_collate")
+    )
+    (batch,) = list(build_dataloader(cfg, "train_dataloader", 0, 0))
+    assert batch.tolist() == [min(os.nice(0) + WORKER_NICENESS, 19)] * 2

@@ -125,9 +125,29 @@ def _worker_init(worker_id: int, num_workers: int, rank: int, seed: int) -> None
     # killed by them would crash the loader first. Workers end when the main process does.
     for sig in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
+    _lower_priority()
     np.random.seed(worker_seed % 2**32)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)
+
+
+WORKER_NICENESS = 5
+
+
+def _lower_priority() -> None:
+    """Run this worker at a lower CPU priority than the training process.
+
+    Workers only have to keep the prefetch queue full. At equal priority, on a machine
+    whose cores the model's threads already fill, every worker time slice preempts one
+    of those threads and the others wait for it at their next barrier: on 2 cores,
+    ResNet_CIFAR-18 with 2 workers stepped 4-9% slower than with the same work done by
+    lower-priority workers (benchmarks/overhead.py). When the run waits for data, the
+    training process sleeps and the workers get the cores anyway.
+    """
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not permitted (some containers): run at the inherited priority
+        pass
 
 
 @functools.cache
