@@ -22,9 +22,11 @@ MMPretrain (the Cityscapes ratios are printed, not enforced). Without the oracle
 only the torchvision target counts.
 
     python benchmarks/data_pipeline.py [--images 128] [--seg-images 8] [--repeats 11]
-                                       [--no-upstream] [--tiny]
+                                       [--no-upstream] [--tiny] [--profile]
 
-``--tiny`` (the smoke test's size) uses a few small images and one pass.
+``--tiny`` (the smoke test's size) uses a few small images and one pass. ``--profile`` adds
+vistra's milliseconds per image for each step of both pipelines (steps that ``Compose``
+fuses, like RandomResize + RandomCrop, are timed together).
 """
 
 from __future__ import annotations
@@ -341,6 +343,37 @@ def pipeline_worker(impl: str, name: str, spec: dict) -> None:
         print(json.dumps({"ips": len(samples) / (time.perf_counter() - start)}), flush=True)
 
 
+def profile_lines(spec: dict) -> list[str]:
+    """vistra's ms per image for each pipeline step, single-threaded, in this process."""
+    import torch
+
+    torch.set_num_threads(1)
+    lines = []
+    for name, dicts in spec["pipelines"].items():
+        pipeline = vistra_pipeline([{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in d.items()} for d in dicts])  # fmt: skip
+        pipeline(dict(spec["samples"][name][0]))  # imports and lookup tables
+        steps, totals = pipeline.transforms, {}
+        np.random.seed(0)
+        for sample in spec["samples"][name] * spec["repeats"]:
+            results, i = dict(sample), 0
+            while i < len(steps):  # as Compose runs them, fused pairs included
+                start = time.perf_counter()
+                nxt = steps[i + 1] if i + 1 < len(steps) else None
+                out = NotImplemented if nxt is None else steps[i].transform_with_next(nxt, results)
+                label = type(steps[i]).__name__
+                if out is NotImplemented:
+                    out, i = steps[i](results), i + 1
+                else:
+                    label, i = f"{label} + {type(nxt).__name__}", i + 2
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+                results = out
+        n = len(spec["samples"][name]) * spec["repeats"]
+        lines.append(f"vistra {name} pipeline, ms per image by step (--profile):")
+        lines += [f"  {label:36s} {t / n * 1000:8.2f}" for label, t in totals.items()]
+    return lines
+
+
 # --------------------------------------------------------------------------- driver
 def worker_command(spec: dict, impl: str, name: str) -> list[str]:
     return [sys.executable, __file__, "--worker", impl, "--pipeline", name, "--spec", spec["file"]]
@@ -454,6 +487,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=11, help="interleaved passes")
     parser.add_argument("--no-upstream", action="store_true", help="leave the oracle out")
     parser.add_argument("--tiny", action="store_true", help="smoke-test size")
+    parser.add_argument("--profile", action="store_true", help="vistra's time per step")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -493,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         impls = ["vistra", "torchvision"] + (["upstream"] if oracle else [])
         rates = measure(spec, impls, oracle)
+        profile = profile_lines(spec) if args.profile else []
     lines, ok = report(rates, spec, oracle is not None)
-    print("\n".join(lines))
+    print("\n".join(profile + lines))
     if oracle is None and not args.no_upstream:
         print(f"MMPretrain: {NOT_INSTALLED}")
     print("targets met" if ok else "a target is missed")

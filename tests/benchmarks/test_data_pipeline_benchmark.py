@@ -10,8 +10,10 @@ from benchmark_support import load_benchmark
 
 @pytest.mark.slow
 def test_data_pipeline_benchmark_runs_at_tiny_size(capsys):
-    code = load_benchmark("data_pipeline").main(["--tiny", "--no-upstream"])
+    code = load_benchmark("data_pipeline").main(["--tiny", "--no-upstream", "--profile"])
     out = capsys.readouterr().out
+    assert "vistra cityscapes pipeline, ms per image by step" in out, out
+    assert "  RandomResize + RandomCrop " in out and "  PhotoMetricDistortion " in out, out
     assert code in (0, 1), out  # 1: a target missed, which a tiny run on a busy CI may be
     assert "vistra decodes plain JPEGs with: simplejpeg" in out or "torchvision" in out, out
     for decoder in ("pillow", "torchvision.io.decode_jpeg", "vistra imfrombytes"):

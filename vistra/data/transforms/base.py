@@ -20,6 +20,13 @@ class BaseTransform:
     def __call__(self, results: dict) -> dict | None:
         return self.transform(results)
 
+    def transform_with_next(self, nxt: BaseTransform, results: dict) -> dict | None:
+        """Run this transform and ``nxt`` (the next one in a ``Compose``) in one step, or
+        return ``NotImplemented`` (the default) to have them run one after the other.
+        For fusions that save work, e.g. ``Resize`` + ``RandomCrop`` resizing only the crop;
+        the result must be the one the two transforms give in turn."""
+        return NotImplemented
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
@@ -42,10 +49,18 @@ class Compose:
             self.transforms.append(t)
 
     def __call__(self, results: dict) -> dict | None:
-        for t in self.transforms:
-            results = t(results)  # type: ignore[assignment]
-            if results is None:
+        i, transforms = 0, self.transforms
+        while i < len(transforms):
+            t, out = transforms[i], NotImplemented
+            if i + 1 < len(transforms) and isinstance(t, BaseTransform):
+                out = t.transform_with_next(transforms[i + 1], results)  # pairs that fuse
+            if out is NotImplemented:
+                out, i = t(results), i + 1
+            else:
+                i += 2
+            if out is None:
                 return None
+            results = out
         return results
 
     def __repr__(self) -> str:

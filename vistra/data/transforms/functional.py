@@ -114,12 +114,14 @@ def _resize_pillow(img: np.ndarray, size: tuple[int, int], flt: int) -> np.ndarr
     return _from_pil_planes(planes, img)
 
 
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """OpenCV INTER_NEAREST's source index of each output index: floor(i * n_in / n_out)."""
+    return np.minimum((np.arange(n_out) * (n_in / n_out)).astype(np.intp), n_in - 1)
+
+
 def _resize_nearest(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    # OpenCV INTER_NEAREST: src = floor(dst * src_len / dst_len).
     w, h = size
-    src_h, src_w = img.shape[:2]
-    ys = np.minimum((np.arange(h) * (src_h / h)).astype(np.intp), src_h - 1)
-    xs = np.minimum((np.arange(w) * (src_w / w)).astype(np.intp), src_w - 1)
+    ys, xs = nearest_indices(img.shape[0], h), nearest_indices(img.shape[1], w)
     return np.take(np.take(img, ys, axis=0), xs, axis=1)  # take: ~4x faster than fancy indexing
 
 
@@ -127,7 +129,9 @@ def _resize_torch(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarr
     w, h = size
     if mode == "bilinear" and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] in (3, 4):
         return _resize_bilinear_hwc(img, size)
-    x = torch.from_numpy(img if img.flags.c_contiguous and img.flags.writeable else np.array(img))
+    # torch takes neither read-only arrays nor negative strides (even on a side of length 1)
+    usable = img.flags.c_contiguous and img.flags.writeable and min(img.strides, default=0) >= 0
+    x = torch.from_numpy(img if usable else np.array(img))
     x = x[None, None] if img.ndim == 2 else x.permute(2, 0, 1)[None]
     # torch's uint8 kernel is exact for bilinear only; bicubic goes through float32.
     native = x.dtype == torch.uint8 and mode == "bilinear"
@@ -416,20 +420,24 @@ def bgr2hsv(img: np.ndarray) -> np.ndarray:
     (looked up in :func:`_hsv_tables`: the same numbers for all 2^24 colours, 2x faster
     than computing them)."""
     sat_table, hue_table = _hsv_tables()
-    b, g, r = img[..., 0], img[..., 1], img[..., 2]
+    flat = img.reshape(-1, 3)  # contiguous planes: ~1.3x faster than strided channel views
+    b, g, r = (np.ascontiguousarray(flat[:, c]) for c in range(3))
     v = np.maximum(np.maximum(b, g), r)
     diff = (v - np.minimum(np.minimum(b, g), r)).astype(np.int32)
-    sat = sat_table.take((v.astype(np.int32) << 8) | diff)
+    sat_index = v.astype(np.int32) << 8
+    sat_index |= diff
     b, g, r = b.astype(np.int32), g.astype(np.int32), r.astype(np.int32)
-    num = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    num = r - g + 4 * diff  # the hue numerator, by which channel is the max (r wins ties)
+    np.copyto(num, b - r + 2 * diff, where=v == g)
+    np.copyto(num, g - b, where=v == r)
     num += 255
     num <<= 8
     num |= diff
-    out = np.empty(img.shape, np.uint8)
-    out[..., 0] = hue_table.take(num)
-    out[..., 1] = sat
-    out[..., 2] = v
-    return out
+    out = np.empty(flat.shape, np.uint8)
+    out[:, 0] = hue_table.take(num)
+    out[:, 1] = sat_table.take(sat_index)
+    out[:, 2] = v
+    return out.reshape(img.shape)
 
 
 def hsv2bgr(hsv: np.ndarray) -> np.ndarray:
@@ -488,6 +496,6 @@ def scale_values(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.n
     """
     if img.dtype == np.uint8:
         table = np.arange(256, dtype=np.float32) * np.float32(alpha) + np.float32(beta)
-        return np.clip(table, 0, 255).astype(np.uint8)[img]
+        return np.clip(table, 0, 255).astype(np.uint8).take(img)  # take: 1.5x fancy indexing
     out = img.astype(np.float32) * np.float32(alpha) + np.float32(beta)
     return np.clip(out, 0, 255).astype(np.uint8)

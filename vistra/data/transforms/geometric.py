@@ -23,7 +23,7 @@ from vistra.data.transforms.functional import (
     impad,
     imrotate,
 )
-from vistra.data.transforms.resize import seg_keys
+from vistra.data.transforms.resize import ResizedView, seg_keys
 from vistra.registry import TRANSFORMS
 
 
@@ -116,18 +116,36 @@ class RandomCrop(BaseTransform):
         offset_w = np.random.randint(0, w - target_w + 1)
         return int(offset_h), int(offset_h + target_h), int(offset_w), int(offset_w + target_w)
 
-    def _window(self, results: dict) -> tuple[int, int, int, int]:
-        h, w = results["img"].shape[:2]
-        box = self.crop_bbox(h, w)
+    def _window(self, results: dict, shape: tuple[int, int], labels) -> tuple[int, int, int, int]:
+        """A window of an image of ``shape``; ``labels(box)`` is ``gt_seg_map``'s crop."""
+        box = self.crop_bbox(*shape)
         if self.cat_max_ratio >= 1.0 or results.get("gt_seg_map") is None:
             return box
         for _ in range(10):
-            y1, y2, x1, x2 = box
-            counts = _label_counts(results["gt_seg_map"][y1:y2, x1:x2], self.ignore_index)
+            counts = _label_counts(labels(box), self.ignore_index)
             if len(counts) > 1 and np.max(counts) / np.sum(counts) < self.cat_max_ratio:
                 break
-            box = self.crop_bbox(h, w)
+            box = self.crop_bbox(*shape)
         return box
+
+    @property
+    def crops_resized(self) -> bool:
+        """Whether :meth:`crop_resized` applies (a pad would need the whole resized image)."""
+        plain = type(self).transform is RandomCrop.transform  # a subclass may crop otherwise
+        return plain and self.padding is None and not self.pad_if_needed
+
+    def crop_resized(self, results: dict, view: ResizedView) -> dict:
+        """Crop an image that ``Resize`` has not resized yet: only the window is computed
+        (the same draws and pixels as cropping the resized image; see ``Resize``)."""
+        y1, y2, x1, x2 = self._window(
+            results, view.shape, lambda box: view.label_window("gt_seg_map", box)
+        )
+        box = (y1, y2, x1, x2)
+        for key in seg_keys(results):
+            results[key] = view.label_window(key, box)
+        results["img"] = view.image_window(box)
+        results["img_shape"] = results["img"].shape[:2]
+        return results
 
     def transform(self, results: dict) -> dict:
         if self.padding is not None:
@@ -137,7 +155,9 @@ class RandomCrop(BaseTransform):
             h_pad = math.ceil(max(0, self.crop_size[0] - h) / 2)
             w_pad = math.ceil(max(0, self.crop_size[1] - w) / 2)
             self._pad(results, (w_pad, h_pad, w_pad, h_pad))
-        y1, y2, x1, x2 = self._window(results)
+        seg = results.get("gt_seg_map")
+        shape = results["img"].shape[:2]
+        y1, y2, x1, x2 = self._window(results, shape, lambda b: seg[b[0] : b[1], b[2] : b[3]])
         _crop_all(results, x1, y1, x2 - 1, y2 - 1)
         return results
 
