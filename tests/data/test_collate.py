@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vistra.data.collate import WorkerCollate, default_collate, pseudo_collate, share_one_storage
+from vistra.data.collate import (
+    PackedBatch,
+    WorkerCollate,
+    default_collate,
+    pseudo_collate,
+    share_one_storage,
+)
 from vistra.data.structures import DataSample, PixelData
 from vistra.registry import FUNCTIONS
 
@@ -111,5 +117,37 @@ def test_data_sample_pickles_tiny_tensors_inline_and_back_as_tensors():
 
 def test_worker_collate_pickles_for_spawn():
     collate = pickle.loads(pickle.dumps(WorkerCollate(pseudo_collate)))
-    out = collate([{"x": torch.zeros(300)}, {"x": torch.ones(300)}])
+    packed = collate([{"x": torch.zeros(300)}, {"x": torch.ones(300)}])
+    out = pickle.loads(pickle.dumps(packed))  # the trip to the main process
     assert out["x"][0].untyped_storage().data_ptr() == out["x"][1].untyped_storage().data_ptr()
+    assert torch.equal(out["x"][1], torch.ones(300)) and out["x"][0].shape == (300,)
+
+
+def test_packed_batch_unpickles_as_the_batch_with_records_and_pixel_maps():
+    def sample(i: int, h: int) -> dict:
+        return {
+            "inputs": torch.full((3, h, h), i, dtype=torch.uint8),
+            "data_samples": DataSample(
+                metainfo={"img_path": f"{i}.png"},
+                gt_label=torch.tensor([i]),
+                gt_sem_seg=PixelData(torch.full((1, h, h), i, dtype=torch.long)),
+            ),
+            "pair": (torch.arange(300.0) + i, i),
+        }
+
+    samples = [sample(i, h) for i, h in enumerate((20, 21, 22))]
+    expected = pseudo_collate(copy.deepcopy(samples))
+    sent = WorkerCollate(pseudo_collate)(samples)
+    assert isinstance(sent, PackedBatch) and len(sent.flats) == 3  # uint8, int64, float32
+    out = pickle.loads(pickle.dumps(sent))
+    assert type(out) is dict and sorted(out) == sorted(expected)
+    for a, b in zip(out["inputs"], expected["inputs"]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    for a, b in zip(out["data_samples"], expected["data_samples"]):
+        assert a.img_path == b.img_path and torch.equal(a.gt_label, b.gt_label)
+        assert torch.equal(a.gt_sem_seg.data, b.gt_sem_seg.data)
+    assert all(torch.equal(a, b) for a, b in zip(out["pair"][0], expected["pair"][0]))
+    assert out["pair"][1] == expected["pair"][1]
+    # nothing worth packing (one sizeable tensor): the batch goes as it is
+    single = WorkerCollate(pseudo_collate)([{"x": torch.zeros(300)}])
+    assert isinstance(single, dict) and torch.equal(single["x"][0], torch.zeros(300))

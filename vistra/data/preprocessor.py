@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistra.data.structures import DataSample
+from vistra.data.structures import DataSample, PixelData
 from vistra.registry import MODELS
 
 
@@ -94,7 +94,12 @@ def _cast(data: Any, device: torch.device, non_blocking: bool) -> Any:
 
 
 def _on_cpu(sample: DataSample) -> bool:
-    return all(getattr(v, "device", torch.device("cpu")).type == "cpu" for _, v in sample.items())
+    """Whether every tensor of the record (pixel maps' too) is in CPU memory already."""
+    for _, value in sample.items():
+        tensor = value.data if isinstance(value, PixelData) else value
+        if isinstance(tensor, torch.Tensor) and tensor.device.type != "cpu":
+            return False
+    return True
 
 
 @MODELS.register_module()
@@ -245,9 +250,6 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
             scores = self._onehot([s.gt_label for s in samples], first)
         if training and self.batch_augments is not None and scores is not None:
             inputs, scores = self.batch_augments(inputs, scores)
-        if "gt_label" in first:
-            for s in samples:
-                s.set_gt_label(s.gt_label.to(self.device))
         if scores is not None:
             for s, score in zip(samples, scores):
                 s.set_gt_score(score)
