@@ -27,3 +27,4 @@ def test_first_iteration_benchmark_runs_both_commands(capsys):
     out = capsys.readouterr().out
     assert code in (0, 1), out
     assert "launch to end of first iteration, medians: bare" in out, out
+    assert "CPU seconds, medians: bare" in out and "fastest launches: bare" in out, out

@@ -35,6 +35,8 @@ class Config:
     ``items``/``values``/``pop``/``update`` all work as on a dict.
     """
 
+    _pretty_cache: tuple[str, str] | None = None  # (repr of the values, pretty_text)
+
     def __init__(
         self,
         cfg_dict: dict | None = None,
@@ -128,7 +130,18 @@ class Config:
     @property
     def pretty_text(self) -> str:
         """The merged config as Python source that loads back to the same values."""
-        return format_config(self.to_dict())
+        plain = self.to_dict()
+        # A run asks for it several times (log, dump, visualiser backends: ~3 ms each on
+        # the quickstart). The text is kept with the repr of the values it was made from,
+        # which changes with any value, type or container kind, so a config changed since
+        # (in place, nested or not) is formatted again.
+        key = repr(plain)
+        cached = self._pretty_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = format_config(plain)
+        object.__setattr__(self, "_pretty_cache", (key, text))
+        return text
 
     # ------------------------------------------------------------------ dict-like access
     def __getattr__(self, name: str) -> Any:

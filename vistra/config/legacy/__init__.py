@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from vistra.config.config import Config
-from vistra.config.legacy import data, model, runtime, schedule
 from vistra.config.legacy.context import LegacyContext
 from vistra.config.legacy.detect import (
     LEGACY_KEYS,
@@ -48,6 +47,10 @@ __all__ = [
 
 def translate(old: Mapping[str, Any], source: str) -> LegacyContext:
     """Translate a 0.x config (plain dicts) into 1.x keys; ``ctx.new`` holds the result."""
+    # imported here: every `vistra train` asks legacy_markers() whether its config is 0.x,
+    # and only a 0.x config needs the translation tables (~6 ms of imports otherwise)
+    from vistra.config.legacy import data, model, runtime, schedule
+
     check_conflicts(old, source)
     ctx = LegacyContext(
         source=source, old=dict(old), task=guess_task(old), iter_based=is_iter_based(old)
