@@ -49,6 +49,7 @@ from PIL import Image
 
 from vistra.config import Config
 from vistra.data.datasets.shapes import write_shapes_dataset
+from vistra.engine.allocator import tune_cpu_allocator
 from vistra.engine.hooks import Hook
 from vistra.engine.runner import Runner
 from vistra.registry import HOOKS, MODELS
@@ -272,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="then profile both loops once")
     args = parser.parse_args(argv)
     skip = min(5, args.iters - 1)
+    # what vistra train does first (vistra/engine/allocator.py), here for both loops alike:
+    # they share this process, so the ratio measures the runner, not the allocator
+    print(f"CPU allocator: {tune_cpu_allocator()}")
     torch.manual_seed(0)
     model = MODELS.build(MODEL)
     model.init_weights()

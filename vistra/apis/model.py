@@ -22,6 +22,7 @@ from torch import nn
 
 from vistra import checkpoint as ckpt_io
 from vistra.config import Config, ConfigError
+from vistra.engine.accelerate import inference_channels_last, use_channels_last
 from vistra.registry import DATASETS, MODELS, default_scope, did_you_mean
 
 logger = logging.getLogger("vistra")
@@ -170,6 +171,8 @@ def _finish(model: nn.Module, cfg: Config, dataset_meta: dict, device: torch.dev
     model.dataset_meta = dataset_meta
     model._dataset_meta = dataset_meta
     model.to(device)
+    if inference_channels_last(model, cfg, device):  # faster NHWC convolutions (accelerate.py)
+        use_channels_last(model)
     model.eval()
     return model
 

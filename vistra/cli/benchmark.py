@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from vistra.analysis.speed import describe_device, summary, time_inference
+        from vistra.engine.allocator import tune_cpu_allocator
 
         check_args(args)
+        tune_cpu_allocator()  # the set-up vistra test and vistra infer run with
         cfg, remaining = load_config(args.config, args.work_dir, "none", 0, args.cfg_options)
         if remaining:
             cfg.merge_from_dict(remaining)

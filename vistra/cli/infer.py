@@ -142,10 +142,12 @@ def run(args: argparse.Namespace) -> None:
     from vistra.apis.model import init_model, task_of
     from vistra.apis.outputs import save_json
     from vistra.cli.common import UsageError
+    from vistra.engine.allocator import tune_cpu_allocator
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     items, _ = collect_inputs(list(args.inputs))
+    tune_cpu_allocator()  # as train/test do: freed memory kept for the next batch
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     task = task_of(model)
     if task == "features":

@@ -1,7 +1,8 @@
 """From a config to the parts a Runner is made of, before any Runner exists.
 
 ``prepare_run`` is what ``Runner.from_config`` does: translate a 0.x config, check the
-train/val/test key triples, validate the config (preflight.py), join the process group, apply ``env_cfg``, draw the seed,
+train/val/test key triples, validate the config (preflight.py), tune the CPU allocator
+(allocator.py), join the process group, apply ``env_cfg``, draw the seed,
 agree on a timestamp, start the log, write the work dir's config copy, report the
 environment and build the model. ``auto_scale_lr`` and ``model_wrapper_cfg`` read the
 config keys the Runner applies later, when ``train()``/``test()`` build their parts.
@@ -24,6 +25,7 @@ from vistra.config import Config
 from vistra.config.legacy import legacy_markers, upgrade_config
 from vistra.dist import DistInfo, broadcast_object, init_dist
 from vistra.engine import build as B
+from vistra.engine.allocator import tune_cpu_allocator
 from vistra.engine.logging import setup_logger
 from vistra.engine.preflight import preflight, triple_problems
 from vistra.registry import MODELS, RegistryError, default_scope
@@ -56,6 +58,7 @@ def prepare_run(
     if purpose is not None:
         preflight(cfg, purpose)  # every problem at once; raises PreflightError
     env_cfg = dict(cfg.get("env_cfg") or {})
+    tune_cpu_allocator()  # before the model and the data loaders allocate (allocator.py)
     if dist_info is None:
         dist_info = _init_dist(cfg, env_cfg)
     torch.backends.cudnn.benchmark = bool(env_cfg.get("cudnn_benchmark", False))
@@ -159,6 +162,7 @@ def _environment_report(dist_info: DistInfo, seed: int, cfg: Any) -> str:
         ("NumPy", numpy.__version__),
         ("vistra", vistra.__version__),
         ("CUDA available", torch.cuda.is_available()),
+        ("CPU allocator", tune_cpu_allocator()),
         ("device", str(dist_info.device)),
         ("seed", seed),
         ("deterministic", (cfg.get("randomness") or {}).get("deterministic", False)),
