@@ -79,6 +79,7 @@ def pick_device(name: str | None) -> Any:
 def prepare(args: argparse.Namespace, cfg: Any, device: Any) -> tuple[Any, Any]:
     """The model on ``device`` (weights from CHECKPOINT, else random) and the loader."""
     from vistra.analysis.building import build_model, load_checkpoint
+    from vistra.engine.accelerate import inference_channels_last, use_channels_last
     from vistra.engine.build import build_dataloader
     from vistra.registry import default_scope
 
@@ -98,7 +99,10 @@ def prepare(args: argparse.Namespace, cfg: Any, device: Any) -> tuple[Any, Any]:
             rank=0,
             pin_memory_default=device.type == "cuda",
         )
-    return model.to(device), loader
+    model.to(device)
+    if inference_channels_last(model, cfg, device):  # the layout vistra infer predicts in
+        use_channels_last(model)
+    return model, loader
 
 
 def write_json(path: Path, record: dict) -> None:
