@@ -151,3 +151,37 @@ def test_packed_batch_unpickles_as_the_batch_with_records_and_pixel_maps():
     # nothing worth packing (one sizeable tensor): the batch goes as it is
     single = WorkerCollate(pseudo_collate)([{"x": torch.zeros(300)}])
     assert isinstance(single, dict) and torch.equal(single["x"][0], torch.zeros(300))
+
+
+class _Numbered(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> dict:
+        return {"inputs": torch.full((3, 16, 16), i, dtype=torch.uint8),
+                "data_samples": DataSample().set_gt_label(i)}  # fmt: skip
+
+
+def _collate_and_report(samples: list) -> dict:
+    """WorkerCollate's batch, and whether its flat tensor was in shared memory before the
+    trip (afterwards every tensor is: torch moves the others there while pickling)."""
+    packed = WorkerCollate(pseudo_collate)(samples)
+    return {"batch": packed, "shared_in_worker": packed.flats[0].is_shared()}
+
+
+def test_workers_pack_straight_into_shared_memory():
+    """In a real worker the flat tensor is made in shared memory (as torch's default_collate
+    stacks there), so sending it copies nothing more; in the main process it is not."""
+    loader = torch.utils.data.DataLoader(
+        _Numbered(), batch_size=4, num_workers=2, collate_fn=_collate_and_report
+    )
+    seen = []
+    for out in loader:
+        assert out["shared_in_worker"] is True
+        batch = out["batch"]
+        seen += [int(t[0, 0, 0]) for t in batch["inputs"]]
+        assert [int(t[0, 0, 0]) for t in batch["inputs"]] == [
+            int(s.gt_label) for s in batch["data_samples"]
+        ]
+    assert seen == list(range(12))
+    assert _collate_and_report([_Numbered()[i] for i in range(2)])["shared_in_worker"] is False

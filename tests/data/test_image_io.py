@@ -158,3 +158,15 @@ def test_truncated_jpeg_still_fails_as_before(tmp_path):
         assert jpeg_kind(odd) is None, odd  # cut-off headers: the Pillow path, no IndexError
     with pytest.raises(UnreadableFileError, match="truncated"):
         imfrombytes(blob, path="t.jpg")
+
+
+def test_read_bytes_names_a_missing_file_or_a_directory(tmp_path):
+    from vistra.data.image_io import read_bytes
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG bytes")
+    assert read_bytes(tmp_path / "a.png") == b"\x89PNG bytes"
+    assert read_bytes(str(tmp_path / "a.png")) == b"\x89PNG bytes"
+    with pytest.raises(FileNotFoundError, match=r"image file not found: '.*b\.png'"):
+        read_bytes(tmp_path / "b.png")
+    with pytest.raises(IsADirectoryError, match="expected an image file, got a directory"):
+        read_bytes(tmp_path)

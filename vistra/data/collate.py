@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import default_collate as torch_default_collate
+from torch.utils.data import get_worker_info
 
 from vistra.data.structures import INLINE_NUMEL, DataSample, PixelData
 from vistra.registry import FUNCTIONS
@@ -132,10 +133,22 @@ def _pack(batch: Any) -> tuple[list[torch.Tensor], Any]:
         for t in unique:
             slots[id(t)] = _Slot(len(flats), offset, t.shape)
             offset += t.numel()
-        flats.append(torch.cat([t.reshape(-1) for t in unique]))
+        flats.append(
+            torch.cat([t.reshape(-1) for t in unique], out=_flat_buffer(unique[0], offset))
+        )
     if not flats:
         return [], batch
     return flats, _map_tensors(batch, lambda t: slots.get(id(t), t))
+
+
+def _flat_buffer(like: torch.Tensor, numel: int) -> torch.Tensor | None:
+    """Where a data-loader worker packs: straight into shared memory, as torch's own
+    ``default_collate`` stacks there, so sending the batch copies nothing more (an ImageNet
+    batch of 32 is 4.8 MB). None elsewhere: ``torch.cat`` allocates."""
+    if get_worker_info() is None:
+        return None
+    storage = like._typed_storage()._new_shared(numel, device=like.device)
+    return like.new(storage)
 
 
 def _unpack(flats: list[torch.Tensor], skeleton: Any) -> Any:
