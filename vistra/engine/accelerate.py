@@ -106,7 +106,7 @@ def apply_speed_options(model: nn.Module, cfg: Mapping[str, Any]) -> nn.Module:
 
 # Backbones measured faster channels_last on the CPU at inference (batch 8, 224 px, 2
 # threads, oneDNN; benchmarks/cpu_layout.py): ResNet 1.11-1.31x (the quickstart 1.22-1.31x),
-# DenseNet 1.20x, EfficientNet 1.26x, MobileNetV2 1.41-1.45x, MobileNetV3 1.30-1.84x,
+# DenseNet 1.13-1.20x, EfficientNet 1.26x, MobileNetV2 1.41-1.45x, MobileNetV3 1.30-1.84x,
 # RegNet 1.16-1.30x, ShuffleNetV2 1.52x. Left out: ConvNeXt (0.96-1.07x), ViTs (0.99-1.03x:
 # one convolution), segmentors (PSPNet 0.92x), and every family not measured yet.
 CPU_CHANNELS_LAST_BACKBONES = frozenset(
